@@ -1,0 +1,2 @@
+"""rljax: JAX-functional reinforcement learning."""
+__version__ = "0.1.0"
