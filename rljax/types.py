@@ -101,3 +101,20 @@ class Agent(NamedTuple):
     step: Callable
     unroll: Callable
     value: Callable | None = None
+
+
+class Result(NamedTuple):
+    """What `algos.X.train(config, rng)` returns.
+
+    `metrics` maps names to per-update arrays `[num_updates]` (with leading axes
+    added by `vmap` over seeds / sweep members). Always present:
+      "env_steps"       env steps taken so far (all envs), float32 (exact to 2^24);
+      "episode_return"  mean return of the episodes that ended during the update
+                        (NaN where none ended);
+      "episode_length"  their mean length (NaN where none ended);
+      "episodes"        how many ended.
+    plus the algorithm's losses and diagnostics.
+    """
+
+    train_state: Any
+    metrics: dict

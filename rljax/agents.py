@@ -1,0 +1,74 @@
+"""Agents: one step interface for feedforward and recurrent networks.
+
+An `Agent` (see `rljax.types.Agent`) wraps a sequence network
+`(carry, obs [T, B, ...], first [T, B]) -> (carry, outputs)`; acting is that same
+network with `T = 1`, so the rollout and the losses share one function.
+Feedforward agents have carry `()`.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rljax.types import Agent, PolicyOutput, QOutput
+
+
+def _init_fn(net):
+    def init(key, obs):
+        """Network params for one unbatched observation `obs`."""
+        carry = net.initial_carry(1)
+        return net.init(key, carry, obs[None, None], jnp.ones((1, 1), bool))
+    return init
+
+
+def _apply_once(net, params, carry, obs, first):
+    """One step of a sequence network: `obs [B, ...]`, `first [B]`."""
+    carry, out = net.apply(params, carry, obs[None], first[None])
+    return carry, jax.tree.map(lambda x: x[0], out)
+
+
+def actor_critic(net) -> Agent:
+    """An agent over an `ActorCritic` network: samples from the categorical policy,
+    or takes its mode when `greedy=True` (rlstructures' stochastic/deterministic)."""
+
+    def step(params, carry, obs, first, key, *, greedy: bool = False):
+        carry, (logits, value) = _apply_once(net, params, carry, obs, first)
+        if greedy:
+            action = jnp.argmax(logits, axis=-1)
+        else:
+            action = jax.random.categorical(key, logits, axis=-1)
+        action = action.astype(jnp.int32)
+        log_prob = jnp.take_along_axis(
+            jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+        return carry, PolicyOutput(action, log_prob, value, logits)
+
+    def unroll(params, carry, obs, first):
+        return net.apply(params, carry, obs, first)
+
+    def value(params, carry, obs):
+        first = jnp.zeros(obs.shape[:1], bool)
+        _, (_, v) = _apply_once(net, params, carry, obs, first)
+        return v
+
+    return Agent(_init_fn(net), net.initial_carry, step, unroll, value)
+
+
+def q_agent(net) -> Agent:
+    """An agent over a `QNetwork`: epsilon-greedy, each env drawing its own
+    explore decision and random action; `greedy=True` means epsilon = 0."""
+
+    def step(params, carry, obs, first, key, *, epsilon=0.0, greedy: bool = False):
+        carry, q = _apply_once(net, params, carry, obs, first)
+        action = jnp.argmax(q, axis=-1).astype(jnp.int32)
+        if not greedy:
+            k_explore, k_action = jax.random.split(key)
+            batch, num_actions = q.shape
+            explore = jax.random.uniform(k_explore, (batch,)) < epsilon
+            random_action = jax.random.randint(k_action, (batch,), 0, num_actions, jnp.int32)
+            action = jnp.where(explore, random_action, action)
+        return carry, QOutput(action, q)
+
+    def unroll(params, carry, obs, first):
+        return net.apply(params, carry, obs, first)
+
+    return Agent(_init_fn(net), net.initial_carry, step, unroll, None)

@@ -1,0 +1,100 @@
+"""`make(env_id, **options)`: gymnax envs plus named POMDP variants and wrappers."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Sequence
+
+import gymnax
+
+from rljax.envs import wrappers
+
+# Named partially observable variants: (base id, observation indices kept, what it hides).
+POMDP_VARIANTS: dict[str, tuple[str, tuple[int, ...], str]] = {
+    "CartPole-P-v1": ("CartPole-v1", (0, 2), "cart position and pole angle; velocities hidden"),
+    "CartPole-V-v1": ("CartPole-v1", (1, 3), "velocities only; positions hidden"),
+    "Pendulum-P-v1": ("Pendulum-v1", (0, 1), "cos/sin of the angle; angular velocity hidden"),
+    "Acrobot-P-v1": ("Acrobot-v1", (0, 1, 2, 3), "cos/sin of both angles; velocities hidden"),
+    "MountainCar-P-v0": ("MountainCar-v0", (0,), "position; velocity hidden"),
+}
+
+
+def list_envs() -> list[str]:
+    """Every env id `make` accepts: gymnax's registry plus rljax's POMDP variants."""
+    return sorted([*gymnax.registered_envs, *POMDP_VARIANTS])
+
+
+def _unknown(env_id: str) -> ValueError:
+    close = difflib.get_close_matches(str(env_id), list_envs(), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ValueError(
+        f"Unknown env id {env_id!r}.{hint} rljax.envs.list_envs() lists all {len(list_envs())}.")
+
+
+def make(
+    env_id: str,
+    *,
+    max_episode_steps: int | None = None,
+    obs_indices: Sequence[int] | None = None,
+    history: int = 1,
+    prev_action: bool = False,
+    prev_reward: bool = False,
+    episode_stats: bool = True,
+    **env_kwargs,
+):
+    """Build an env and its params, wrapped as asked. Returns `(env, env_params)`.
+
+    Args:
+      env_id: a gymnax id (`"CartPole-v1"`) or a POMDP variant (`"CartPole-P-v1"`).
+      max_episode_steps: time limit; the cut is reported as `truncated`, never as
+        `terminated` (sets the env params' `max_steps_in_episode`).
+      obs_indices: keep only these observation features (a custom POMDP).
+      history: observation history depth k (1 = the plain observation).
+      prev_action / prev_reward: append the one-hot previous action and the previous
+        reward to the observation, zero at an episode start.
+      episode_stats: report each finished episode's return and length in `info`.
+      **env_kwargs: passed to the gymnax env constructor.
+    """
+    if env_id in POMDP_VARIANTS:
+        base_id, indices, _ = POMDP_VARIANTS[env_id]
+        if obs_indices is not None:
+            raise ValueError(f"{env_id} already masks observations; drop obs_indices")
+        obs_indices = indices
+    elif env_id in gymnax.registered_envs:
+        base_id = env_id
+    else:
+        raise _unknown(env_id)
+
+    env, env_params = gymnax.make(base_id, **env_kwargs)
+    if max_episode_steps is not None:
+        if not hasattr(env_params, "max_steps_in_episode"):
+            raise ValueError(f"{env_id} has no time limit to set")
+        if int(max_episode_steps) < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        env_params = dataclasses.replace(env_params, max_steps_in_episode=int(max_episode_steps))
+
+    env = wrappers.FloatObservation(env)
+    if obs_indices is not None:
+        size = env.observation_space(env_params).shape[-1]
+        bad = [i for i in obs_indices if not -size <= i < size]
+        if bad:
+            raise ValueError(f"obs_indices {bad} out of range for {env_id} observations of size {size}")
+        env = wrappers.ObservationMask(env, obs_indices)
+    if history > 1:
+        env = wrappers.ObservationHistory(env, history)
+    elif history < 1:
+        raise ValueError(f"history depth must be >= 1, got {history}")
+    if prev_action or prev_reward:
+        env = wrappers.PreviousActionReward(env, action=prev_action, reward=prev_reward)
+    if episode_stats:
+        env = wrappers.EpisodeStats(env)
+    return env, env_params
+
+
+def spec(env, env_params) -> tuple[tuple[int, ...], int]:
+    """`(observation shape, number of discrete actions)` of a made env."""
+    space = env.action_space(env_params)
+    if not hasattr(space, "n"):
+        raise ValueError(
+            f"{env.name} has a continuous action space; rljax's agents need discrete actions")
+    return tuple(env.observation_space(env_params).shape), int(space.n)

@@ -1,0 +1,10 @@
+"""Networks (flax linen): MLP torso, masked recurrent cores, actor-critic and Q nets."""
+from rljax.nets.initializers import orthogonal
+from rljax.nets.mlp import MLP, activation, dense
+from rljax.nets.networks import ActorCritic, QNetwork, Trunk
+from rljax.nets.recurrent import MaskedGRU, MaskedLSTM, initial_carry, make_core, masked_scan
+
+__all__ = [
+    "orthogonal", "MLP", "activation", "dense", "ActorCritic", "QNetwork", "Trunk",
+    "initial_carry", "MaskedGRU", "MaskedLSTM", "make_core", "masked_scan",
+]

@@ -1,0 +1,84 @@
+"""Sequence networks: `(carry, obs [T, B, ...], first [T, B]) -> (carry, outputs)`.
+
+One signature for feedforward and recurrent networks; a feedforward network
+ignores `first` and its carry is `()`. The acting path calls them with `T = 1`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from rljax.nets.mlp import MLP, dense
+from rljax.nets.recurrent import initial_carry, make_core
+
+
+class Trunk(nn.Module):
+    """MLP torso, then an optional masked recurrent core, then optional MLP layers."""
+
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    core: str | None = None        # None, "gru" or "lstm"
+    core_size: int = 128
+    head_sizes: Sequence[int] = ()  # layers after the core
+    obs_ndim: int = 1               # trailing observation axes to flatten
+    unroll: int = 8
+
+    @nn.compact
+    def __call__(self, carry, obs, first):
+        x = MLP(tuple(self.hidden_sizes), self.activation, self.obs_ndim)(obs)
+        if self.core is not None:
+            carry, x = make_core(self.core, self.core_size, self.unroll)(carry, x, first)
+        x = MLP(tuple(self.head_sizes), self.activation)(x)
+        return carry, x
+
+    def initial_carry(self, batch_size: int):
+        return initial_carry(self.core, self.core_size, batch_size)
+
+
+class ActorCritic(nn.Module):
+    """Categorical policy and state value.
+
+    `shared=False` gives the actor and the critic separate trunks (the classic
+    CartPole PPO: two 2x64 tanh MLPs), and the carry is `(actor, critic)`;
+    `shared=True` puts both heads on one trunk, and the carry is that trunk's.
+
+    Returns `(carry, (logits [T, B, A], value [T, B]))`.
+    """
+
+    num_actions: int
+    trunk: Trunk = Trunk()
+    shared: bool = False
+
+    @nn.compact
+    def __call__(self, carry, obs, first):
+        if self.shared:
+            carry, x = self.trunk(carry, obs, first)
+            actor_x = critic_x = x
+        else:
+            actor_carry, actor_x = self.trunk.clone(parent=self, name="actor")(carry[0], obs, first)
+            critic_carry, critic_x = self.trunk.clone(parent=self, name="critic")(carry[1], obs, first)
+            carry = (actor_carry, critic_carry)
+        logits = dense(self.num_actions, 0.01, "policy_head")(actor_x)
+        value = dense(1, 1.0, "value_head")(critic_x)[..., 0]
+        return carry, (logits, value)
+
+    def initial_carry(self, batch_size: int):
+        carry = self.trunk.initial_carry(batch_size)
+        return carry if self.shared else (carry, self.trunk.initial_carry(batch_size))
+
+
+class QNetwork(nn.Module):
+    """Q-values `[T, B, A]` on a trunk (feedforward DQN or recurrent DRQN)."""
+
+    num_actions: int
+    trunk: Trunk = Trunk(activation="relu")
+
+    @nn.compact
+    def __call__(self, carry, obs, first):
+        carry, x = self.trunk(carry, obs, first)
+        return carry, dense(self.num_actions, 1.0, "q_head")(x)
+
+    def initial_carry(self, batch_size: int):
+        return self.trunk.initial_carry(batch_size)
