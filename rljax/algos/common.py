@@ -1,0 +1,56 @@
+"""Pieces every algorithm shares: env config fields, episode metrics, schedules."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rljax import envs
+from rljax.config import config_class, static
+from rljax.types import Trajectory
+
+
+@config_class
+class EnvConfig:
+    """Env fields shared by every algorithm's Config (all static)."""
+
+    env_id: str = static("CartPole-v1", doc="gymnax id or POMDP variant (rljax.envs.list_envs())")
+    max_episode_steps: int | None = static(None, doc="time limit (reported as truncation)")
+    history: int = static(1, doc="observation history depth k")
+    prev_action: bool = static(False, doc="append the one-hot previous action")
+    prev_reward: bool = static(False, doc="append the previous reward")
+
+
+def make_env(config: EnvConfig):
+    """`(env, env_params, obs_shape, num_actions)` for a config's env fields."""
+    env, env_params = envs.make(
+        config.env_id, max_episode_steps=config.max_episode_steps, history=config.history,
+        prev_action=config.prev_action, prev_reward=config.prev_reward)
+    obs_shape, num_actions = envs.spec(env, env_params)
+    return env, env_params, obs_shape, num_actions
+
+
+def episode_metrics(episode_return, episode_length, done) -> dict:
+    """Mean return/length of the episodes that ended (`done`), NaN if none did."""
+    count = done.sum()
+    safe = jnp.maximum(count, 1)
+    nan_if_none = lambda x: jnp.where(count > 0, x, jnp.nan)
+    return {
+        "episode_return": nan_if_none(jnp.sum(jnp.where(done, episode_return, 0.0)) / safe),
+        "episode_length": nan_if_none(jnp.sum(jnp.where(done, episode_length, 0)) / safe),
+        "episodes": count.astype(jnp.int32),
+    }
+
+
+def trajectory_metrics(traj: Trajectory) -> dict:
+    return episode_metrics(traj.episode_return, traj.episode_length, traj.done)
+
+
+def check_divides(name_a: str, a: int, name_b: str, b: int) -> None:
+    """Raise a clear error when `b` does not divide `a` (static sizes)."""
+    if b <= 0 or a % b:
+        raise ValueError(f"{name_a}={a} must be divisible by {name_b}={b}")
+
+
+def split_params_key(rng):
+    """Keys for (network init, env reset, training loop)."""
+    return jax.random.split(rng, 3)
