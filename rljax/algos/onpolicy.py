@@ -136,3 +136,20 @@ def check_minibatches(config, num_minibatches: int) -> None:
     else:
         check_divides("num_envs (recurrent minibatches split whole env sequences)",
                       config.num_envs, "num_minibatches", num_minibatches)
+
+
+def one_step_per_rollout(learner) -> LearnFn:
+    """A `learn` step that takes one gradient step on the whole trajectory (A2C, REINFORCE)."""
+
+    def learn(train_state, traj, key):
+        del key
+        return learner.update(train_state, traj)
+
+    return learn
+
+
+def recompute(agent, params, traj: Trajectory):
+    """Logits and values of the whole fragment under `params`, from the stored `carry0`
+    with masked resets: `(logits [T, B, A], value [T, B])`."""
+    _, (logits, value) = agent.unroll(params, traj.carry0, traj.obs, traj.first)
+    return logits, value
