@@ -512,7 +512,9 @@ def initialize_distributed(coordinator_address: str | None = None,
     process (nothing set, or `num_processes == 1`) it does nothing, so the same script
     runs on one process or many. On managed clusters (SLURM, Cloud TPU) set
     `RLJAX_AUTO_DISTRIBUTED=1` to let JAX detect everything itself.
-    Call it before anything else touches JAX devices. Returns `jax.process_index()`.
+    Call it before anything else touches JAX devices, and before importing
+    `rljax.algos` / `rljax.envs` (gymnax creates arrays at import). Returns
+    `jax.process_index()`.
     """
     env = os.environ
     coordinator_address = coordinator_address or env.get("RLJAX_COORDINATOR_ADDRESS")
@@ -531,6 +533,12 @@ def initialize_distributed(coordinator_address: str | None = None,
     if coordinator_address is None or num_processes is None or process_id is None:
         raise ValueError("multi-process needs coordinator_address, num_processes and "
                          "process_id (arguments or RLJAX_* environment variables)")
+    from jax._src import xla_bridge
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError(
+            "initialize_distributed must run before anything touches the XLA backend; "
+            "note that importing rljax.algos or rljax.envs imports gymnax, which does. "
+            "Import rljax.sweep, call initialize_distributed(), then import the rest.")
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id,
                                local_device_ids=local_device_ids,
