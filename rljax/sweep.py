@@ -103,7 +103,8 @@ def grid(**axes: Sequence) -> list[dict]:
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise TypeError(f"grid({name}=...) needs a sequence of values, got {values!r}")
     names = list(axes)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(list(axes[n]) for n in names))]
+    return [dict(zip(names, map(_python, combo)))
+            for combo in itertools.product(*(list(axes[n]) for n in names))]
 
 
 def sample(key, n: int, **dists) -> list[dict]:
