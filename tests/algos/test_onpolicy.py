@@ -84,6 +84,6 @@ def test_behaviour_lag_makes_importance_weights_differ_from_one():
     # update 0: actor and learner both hold the initial params; after that the
     # actor runs params 2 updates old (the initial ones until update 2)
     np.testing.assert_allclose(rho[0], 1.0, atol=1e-6)
-    assert np.abs(rho[1:] - 1.0).min() > 1e-4
+    assert np.abs(rho[1:] - 1.0).min() > 1e-5   # E_mu[pi/mu] = 1, so only "not exactly 1"
     lagless = jax.jit(reinforce.train)(dataclasses.replace(config, behaviour_lag=0), jax.random.key(0))
-    np.testing.assert_allclose(lagless.metrics["rho_mean"], 1.0, atol=1e-5)
+    np.testing.assert_allclose(lagless.metrics["rho_mean"], 1.0, atol=1e-6)
