@@ -24,9 +24,8 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["separate", "shared"])
-def test_actor_critic_feedforward_acts_and_scores(shared):
-    agent = agents.actor_critic(nets.ActorCritic(A, nets.Trunk(hidden_sizes=(16,)), shared=shared))
+def test_actor_critic_feedforward_acts_and_scores():
+    agent = agents.actor_critic(nets.ActorCritic(A, nets.Trunk(hidden_sizes=(16,))))
     params = _init(agent)
     assert agent.initial_carry(B) == ()
     step = jax.jit(agent.step, static_argnames="greedy")
@@ -75,7 +74,8 @@ def test_unroll_from_carry0_reproduces_the_rollout(core, shared):
     `first`) recomputes exactly what the acting path recorded, across the episode
     ends inside the fragment: PPO's first epoch sees ratio == 1."""
     env, env_params = envs.make("CartPole-v1", max_episode_steps=5)
-    net = nets.ActorCritic(2, nets.Trunk(hidden_sizes=(16,), core=core, core_size=16), shared=shared)
+    net = nets.ActorCritic(2, nets.Trunk(hidden_sizes=(16,), core=core, core_size=16, unroll=1),
+                           shared=shared)
     agent = agents.actor_critic(net)
     params = _init(agent)
     roll = jax.jit(partial(rollout.rollout, agent, params, env, env_params, num_steps=12))

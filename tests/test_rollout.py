@@ -20,7 +20,8 @@ close = partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-6)
 def _setup():
     """A recurrent (GRU) actor-critic on CartPole-v1 with a short time limit."""
     env, env_params = envs.make("CartPole-v1", max_episode_steps=MAX_STEPS)
-    net = nets.ActorCritic(2, nets.Trunk(hidden_sizes=(16,), core="gru", core_size=16))
+    net = nets.ActorCritic(2, nets.Trunk(hidden_sizes=(16,), core="gru", core_size=16,
+                                                unroll=1))
     agent = agents.actor_critic(net)
     params = jax.jit(agent.init)(jax.random.key(0), jnp.zeros(4))
     roll = jax.jit(partial(rollout, agent, params, env, env_params), static_argnames="num_steps")
