@@ -155,7 +155,7 @@ def load_tree(path: Path, like=None):
     try:
         if like is None:
             return ckpt.restore(Path(path).absolute())
-        target = jax.eval_shape(lambda: _saveable(like))
+        target = jax.eval_shape(_saveable, like)
         return _restore_keys(ckpt.restore(Path(path).absolute(), target), like)
     finally:
         ckpt.close()
