@@ -68,10 +68,12 @@ def build_train_record(args) -> dict:
                              "--set and --config")
         return rundir.read_config(Path(args.resume))
     file_data = configs.read_config_file(args.config) if args.config else {}
-    fields = file_data.get("config", file_data) if "config" in file_data else dict(file_data)
+    run_keys = ("algo", "seeds", "seed", "checkpoint_every", "rljax_version")
+    if isinstance(file_data.get("config"), dict):      # a run folder's config.json
+        fields = dict(file_data["config"])
+    else:                                              # a flat mapping; may name algo/seeds
+        fields = {k: v for k, v in file_data.items() if k not in run_keys}
     algo_name = args.algo or file_data.get("algo") or configs.DEFAULT_ALGO
-    if isinstance(fields, dict):
-        fields.pop("algo", None)
     algo = configs.get_algo(algo_name)
     changes = dict(fields)
     if args.env:

@@ -122,7 +122,10 @@ def list_command(args, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:            # --help (0) or a usage error (2)
+        return e.code
     console = Console()
     try:
         if args.command == "list":
