@@ -1,9 +1,13 @@
 """Learning-curve plot: mean and spread of the episode return over seeds vs env steps."""
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from rljax.cli.rundir import atomic_write
 
 
 def smooth(returns: np.ndarray, window: int) -> np.ndarray:
@@ -26,13 +30,11 @@ def learning_curve(metrics: dict, path: Path, *, title: str = "") -> None:
     steps = np.asarray(metrics["env_steps"], dtype=float)[0]
     returns = np.asarray(metrics["episode_return"], dtype=float)
     curves = smooth(returns, max(1, returns.shape[1] // 50))
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(curves, axis=0)
-            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
-            std = np.nanstd(curves, axis=0)
+    with warnings.catch_warnings():       # all-NaN columns before the first episode ends
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(curves, axis=0)
+        low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+        std = np.nanstd(curves, axis=0)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     n = returns.shape[0]
     ax.fill_between(steps, low, high, alpha=0.15, label=f"min-max over {n} seeds")
@@ -44,8 +46,6 @@ def learning_curve(metrics: dict, path: Path, *, title: str = "") -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    from rljax.cli.rundir import atomic_write
-    import io
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
