@@ -37,7 +37,7 @@ class Config(onpolicy.ActorCriticConfig):
     num_minibatches: int = static(4, doc="minibatches per epoch")
     anneal_lr: bool = static(True, doc="linear learning-rate decay to 0")
     normalize_advantages: bool = static(True, doc="per-minibatch advantage normalisation")
-    clip_value: bool = static(False, doc="PPO value clipping")
+    clip_value: bool = static(True, doc="PPO value clipping (CleanRL/PureJaxRL default)")
 
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
