@@ -37,7 +37,7 @@ class Config(onpolicy.ActorCriticConfig):
     num_minibatches: int = static(4, doc="minibatches per epoch")
     anneal_lr: bool = static(True, doc="linear learning-rate decay to 0")
     normalize_advantages: bool = static(True, doc="per-minibatch advantage normalisation")
-    clip_value: bool = static(False, doc="PPO value clipping")
+    clip_value: bool = static(True, doc="PPO value clipping (CleanRL/PureJaxRL default)")
 
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
@@ -125,9 +125,9 @@ def _select(data, idx):
     return (jax.tree.map(lambda x: x[:, idx], batch), jax.tree.map(lambda x: x[idx], carry0))
 
 
-def train(config: Config, rng, *, parallel: onpolicy.DataParallel = onpolicy.DataParallel()
-          ) -> Result:
-    """Train PPO; pure and jit-able; vmap over `rng` (seeds) and traced config fields.
+def loop(config: Config, *, parallel: onpolicy.DataParallel = onpolicy.DataParallel()
+         ) -> onpolicy.Loop:
+    """PPO as a resumable `onpolicy.Loop` (`init`, `run` in pieces).
 
     `parallel`: the data-parallel layout when this runs per device inside
     `jax.shard_map` (`rljax.sweep.data_parallel` sets it; leave it out otherwise)."""
@@ -150,5 +150,14 @@ def train(config: Config, rng, *, parallel: onpolicy.DataParallel = onpolicy.Dat
         train_state, metrics = jax.lax.scan(minibatch_step, train_state, _minibatches(config, data, key))
         return train_state, jax.tree.map(jnp.mean, metrics)
 
-    return onpolicy.run(config, rng, agent=agent, env=env, env_params=env_params,
-                        obs_shape=obs_shape, tx=tx, learn=learn, parallel=parallel)
+    return onpolicy.make_loop(config, agent=agent, env=env, env_params=env_params,
+                              obs_shape=obs_shape, tx=tx, learn=learn, parallel=parallel)
+
+
+def train(config: Config, rng, *, callback=None, callback_every: int = 1,
+          parallel: onpolicy.DataParallel = onpolicy.DataParallel()) -> Result:
+    """Train PPO; pure and jit-able; vmap over `rng` (seeds) and traced config fields.
+
+    `parallel`: see `loop` (set by `rljax.sweep.data_parallel`)."""
+    return onpolicy.train_loop(loop(config, parallel=parallel), rng, callback=callback,
+                               callback_every=callback_every)
