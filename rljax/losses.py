@@ -1,0 +1,260 @@
+"""Loss functions: `loss(arrays..., *, hyperparams) -> (scalar, metrics)`.
+
+They read no config and touch no optimizer. Each accepts any leading batch shape
+(`[N]` or `[T, B]`) and averages over all elements. Targets, advantages and
+importance weights are wrapped in `stop_gradient`, so only the quantity being
+fitted carries gradient.
+"""
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from rljax.distributions import categorical_entropy, categorical_log_prob
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+
+def _huber(x: Array, delta) -> Array:
+    """0.5 x² for |x| <= δ, δ (|x| - 0.5 δ) beyond."""
+    abs_x = jnp.abs(x)
+    quadratic = jnp.minimum(abs_x, delta)
+    linear = abs_x - quadratic
+    return 0.5 * quadratic**2 + delta * linear
+
+
+def _check_logits_action(logits: Array, action: Array, *per_action: Array) -> None:
+    chex.assert_rank(logits, action.ndim + 1)
+    chex.assert_equal_shape_prefix([logits, action], action.ndim)
+    chex.assert_equal_shape([action, *per_action])
+
+
+def policy_gradient_loss(logits, action, advantage):
+    """Policy-gradient (REINFORCE / A2C) loss.
+
+    L = -mean[ log π(aₜ|sₜ) · sg(Aₜ) ].
+
+    Args:
+      logits: policy logits, [..., A].
+      action: actions taken, int [...].
+      advantage: advantages (or returns), [...].
+
+    Returns:
+      (loss, {}).
+
+    References:
+      Williams, Simple statistical gradient-following algorithms for
+      connectionist reinforcement learning, Machine Learning 1992.
+    """
+    _check_logits_action(logits, action, advantage)
+    log_pi = categorical_log_prob(logits, action)
+    return -jnp.mean(log_pi * sg(advantage)), {}
+
+
+def importance_weighted_pg_loss(logits, action, returns, log_mu, *, c_bar, baseline=None):
+    """Off-policy REINFORCE with truncated importance weights (rlplay).
+
+    ρₜ = sg(min(exp(log π(aₜ) - log μ(aₜ)), c̄)),
+    L = -mean[ ρₜ · sg(Gₜ - bₜ) · log π(aₜ) ].
+
+    Args:
+      logits: current policy logits, [..., A].
+      action: actions taken by the behaviour policy μ, int [...].
+      returns: returns Gₜ, [...].
+      log_mu: log μ(aₜ|sₜ) of the behaviour policy, [...].
+      c_bar: clip of the importance weights.
+      baseline: optional baseline bₜ, [...]; 0 when None.
+
+    Returns:
+      (loss, {"rho_mean", "rho_clip_frac"}); rho_clip_frac is the fraction of
+      samples whose weight exceeded c̄.
+
+    References:
+      Espeholt et al., IMPALA, ICML 2018 (truncated IS); rlplay (ivannz/rlplay).
+    """
+    _check_logits_action(logits, action, returns, log_mu)
+    log_pi = categorical_log_prob(logits, action)
+    rho_raw = sg(jnp.exp(log_pi - log_mu))
+    rho = jnp.minimum(rho_raw, c_bar)
+    advantage = returns if baseline is None else returns - baseline
+    loss = -jnp.mean(rho * sg(advantage) * log_pi)
+    return loss, {"rho_mean": jnp.mean(rho), "rho_clip_frac": jnp.mean(rho_raw > c_bar)}
+
+
+def ppo_clip_loss(log_prob, log_prob_old, advantage, *, clip_eps):
+    """PPO clipped surrogate objective.
+
+    rₜ = exp(log πₜ - log π_oldₜ),
+    L = -mean[ min(rₜ Aₜ, clip(rₜ, 1 - ε, 1 + ε) Aₜ) ].
+
+    Args:
+      log_prob: log π(aₜ|sₜ) under the current parameters, [...].
+      log_prob_old: log π_old(aₜ|sₜ) from the rollout, [...].
+      advantage: advantages, [...] (normalise before calling if wanted).
+      clip_eps: ε.
+
+    Returns:
+      (loss, {"clip_frac", "approx_kl", "ratio_mean"}); approx_kl is the
+      (r - 1) - log r estimator of KL(π_old ‖ π).
+
+    References:
+      Schulman et al., Proximal Policy Optimization Algorithms, 2017.
+    """
+    chex.assert_equal_shape([log_prob, log_prob_old, advantage])
+    log_ratio = log_prob - sg(log_prob_old)
+    ratio = jnp.exp(log_ratio)
+    advantage = sg(advantage)
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    loss = -jnp.mean(jnp.minimum(ratio * advantage, clipped * advantage))
+    metrics = {
+        "clip_frac": jnp.mean(jnp.abs(ratio - 1.0) > clip_eps),
+        "approx_kl": sg(jnp.mean((ratio - 1.0) - log_ratio)),
+        "ratio_mean": sg(jnp.mean(ratio)),
+    }
+    return loss, metrics
+
+
+def value_loss(value, target):
+    """Squared-error value loss: L = 0.5 · mean[(v - sg(target))²].
+
+    Args:
+      value: predicted values, [...].
+      target: value targets, [...].
+
+    Returns:
+      (loss, {}).
+    """
+    chex.assert_equal_shape([value, target])
+    return 0.5 * jnp.mean((value - sg(target)) ** 2), {}
+
+
+def clipped_value_loss(value, value_old, target, *, clip_eps):
+    """PPO clipped value loss.
+
+    v_clip = v_old + clip(v - v_old, -ε, ε),
+    L = 0.5 · mean[ max((v - y)², (v_clip - y)²) ],  y = sg(target).
+
+    Args:
+      value: predicted values, [...].
+      value_old: values from the rollout, [...].
+      target: value targets, [...].
+      clip_eps: ε, in value units.
+
+    Returns:
+      (loss, {}).
+
+    References:
+      Schulman et al., PPO, 2017 (openai/baselines ppo2 value clipping).
+    """
+    chex.assert_equal_shape([value, value_old, target])
+    target, value_old = sg(target), sg(value_old)
+    value_clipped = value_old + jnp.clip(value - value_old, -clip_eps, clip_eps)
+    squared = jnp.maximum((value - target) ** 2, (value_clipped - target) ** 2)
+    return 0.5 * jnp.mean(squared), {}
+
+
+def huber_value_loss(value, target, *, delta=1.0):
+    """Huber value loss: L = mean[huber_δ(v - sg(target))].
+
+    huber_δ(x) = 0.5 x² for |x| <= δ, δ (|x| - δ/2) otherwise.
+
+    Args:
+      value: predicted values, [...].
+      target: value targets, [...].
+      delta: δ, where the loss turns from quadratic to linear.
+
+    Returns:
+      (loss, {}).
+    """
+    chex.assert_equal_shape([value, target])
+    return jnp.mean(_huber(value - sg(target), delta)), {}
+
+
+def entropy_loss(logits):
+    """Negative mean entropy, so that adding coef · L maximises entropy.
+
+    L = -mean[ H(π(·|sₜ)) ].
+
+    Args:
+      logits: policy logits, [..., A].
+
+    Returns:
+      (loss, {"entropy": mean entropy}).
+    """
+    entropy = jnp.mean(categorical_entropy(logits))
+    return -entropy, {"entropy": sg(entropy)}
+
+
+def _q_td_loss(q_tm1, a_tm1, target, huber_delta):
+    """Shared tail of the Q losses: TD error of q_tm1[a] against a stopped target."""
+    q_a = jnp.take_along_axis(q_tm1, a_tm1[..., None], axis=-1)[..., 0]
+    td = sg(target) - q_a
+    per_sample = 0.5 * td**2 if huber_delta is None else _huber(td, huber_delta)
+    metrics = {"td_abs": sg(jnp.mean(jnp.abs(td))), "q_mean": sg(jnp.mean(q_a))}
+    return jnp.mean(per_sample), metrics
+
+
+def _check_q(q_tm1, a_tm1, r_t, discount_t, *q_t):
+    _check_logits_action(q_tm1, a_tm1, r_t, discount_t)
+    chex.assert_equal_shape([q_tm1, *q_t])
+    chex.assert_type(a_tm1, int)
+
+
+def q_learning_loss(q_tm1, a_tm1, r_t, discount_t, q_t, *, huber_delta=None):
+    """Q-learning (DQN) loss.
+
+    yₜ = rₜ + γₜ max_a q_t(a),  δₜ = sg(yₜ) - q_tm1(aₜ₋₁),
+    L = mean[0.5 δₜ²]  (or mean[huber_δ(δₜ)] when huber_delta is given).
+
+    For n-step targets pass the n-step reward sum as r_t and γⁿ·(1 - terminated)
+    as discount_t.
+
+    Args:
+      q_tm1: Q-values of the states acted in, [..., A].
+      a_tm1: actions taken, int [...].
+      r_t: rewards (or n-step reward sums), [...].
+      discount_t: discounts, [...]; 0 at terminations.
+      q_t: Q-values of the successor states (target network), [..., A].
+      huber_delta: None for the squared loss, else the Huber δ.
+
+    Returns:
+      (loss, {"td_abs": mean |δ|, "q_mean": mean q_tm1(a)}).
+
+    References:
+      Watkins & Dayan, Q-learning, Machine Learning 1992; Mnih et al., Nature 2015.
+    """
+    _check_q(q_tm1, a_tm1, r_t, discount_t, q_t)
+    target = r_t + discount_t * jnp.max(q_t, axis=-1)
+    return _q_td_loss(q_tm1, a_tm1, target, huber_delta)
+
+
+def double_q_learning_loss(q_tm1, a_tm1, r_t, discount_t, q_t_value, q_t_selector, *,
+                           huber_delta=None):
+    """Double Q-learning loss.
+
+    a* = argmax_a q_t_selector(a),  yₜ = rₜ + γₜ q_t_value(a*),
+    δₜ = sg(yₜ) - q_tm1(aₜ₋₁),  L = mean[0.5 δₜ²] (or Huber).
+
+    Args:
+      q_tm1: Q-values of the states acted in (online network), [..., A].
+      a_tm1: actions taken, int [...].
+      r_t: rewards (or n-step reward sums), [...].
+      discount_t: discounts, [...]; 0 at terminations.
+      q_t_value: successor Q-values that evaluate a* (target network), [..., A].
+      q_t_selector: successor Q-values that choose a* (online network), [..., A].
+      huber_delta: None for the squared loss, else the Huber δ.
+
+    Returns:
+      (loss, {"td_abs", "q_mean"}).
+
+    References:
+      van Hasselt, Guez & Silver, Deep Reinforcement Learning with Double
+      Q-learning, AAAI 2016.
+    """
+    _check_q(q_tm1, a_tm1, r_t, discount_t, q_t_value, q_t_selector)
+    best = jnp.argmax(q_t_selector, axis=-1)
+    q_best = jnp.take_along_axis(q_t_value, best[..., None], axis=-1)[..., 0]
+    target = r_t + discount_t * q_best
+    return _q_td_loss(q_tm1, a_tm1, target, huber_delta)

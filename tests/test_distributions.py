@@ -1,0 +1,77 @@
+"""rljax.distributions against numpy."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rljax import distributions as dist
+
+VARIANTS = [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+
+
+def _np_log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("shape", [(7,), (3, 4)])
+def test_log_prob_and_entropy_match_numpy(variant, shape):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=shape + (5,)).astype(np.float32) * 3
+    action = rng.integers(0, 5, size=shape).astype(np.int32)
+    log_p = _np_log_softmax(logits)
+    expected_lp = np.take_along_axis(log_p, action[..., None], -1)[..., 0]
+    expected_h = -(np.exp(log_p) * log_p).sum(-1)
+    np.testing.assert_allclose(variant(dist.categorical_log_prob)(logits, action), expected_lp, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(variant(dist.categorical_entropy)(logits), expected_h, rtol=1e-5, atol=1e-6)
+
+
+def test_entropy_uniform_is_log_num_actions():
+    np.testing.assert_allclose(dist.categorical_entropy(jnp.zeros((2, 6))), np.log(6) * np.ones(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("masked", [-1e30, -jnp.inf])
+def test_entropy_safe_with_very_negative_logits(masked):
+    logits = jnp.array([[0.3, masked, 1.0, masked], [masked, 2.0, masked, masked]])
+    h = dist.categorical_entropy(logits)
+    expected0 = dist.categorical_entropy(jnp.array([0.3, 1.0]))
+    np.testing.assert_allclose(h, [expected0, 0.0], atol=1e-6)
+    grad = jax.grad(lambda l: dist.categorical_entropy(l).sum())(logits)
+    assert np.isfinite(np.asarray(grad)).all()
+
+
+def test_sample_frequencies_match_softmax():
+    logits = jnp.log(jnp.array([0.1, 0.2, 0.7]))
+    samples = dist.categorical_sample(jax.random.key(0), jnp.broadcast_to(logits, (20000, 3)))
+    assert samples.dtype == jnp.int32 and samples.shape == (20000,)
+    freq = np.bincount(np.asarray(samples), minlength=3) / 20000
+    np.testing.assert_allclose(freq, [0.1, 0.2, 0.7], atol=0.015)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_epsilon_greedy_zero_is_argmax(variant):
+    q = jax.random.normal(jax.random.key(1), (64, 5))
+    a = variant(dist.epsilon_greedy)(jax.random.key(2), q, 0.0)
+    assert a.dtype == jnp.int32
+    np.testing.assert_array_equal(a, np.argmax(np.asarray(q), -1))
+
+
+def test_epsilon_greedy_draws_per_row():
+    batch, num_actions = 4000, 100
+    q = jax.random.normal(jax.random.key(3), (batch, num_actions))
+    greedy = np.argmax(np.asarray(q), -1)
+    # epsilon = 1: every row explores, and the random actions differ across rows.
+    a1 = np.asarray(dist.epsilon_greedy(jax.random.key(4), q, 1.0))
+    assert len(np.unique(a1)) > 90
+    assert np.mean(a1 == greedy) < 0.05
+    # epsilon = 0.5: each row decides on its own, so about half the rows explore
+    # (a batch-wide decision would give 0 % or ~100 %).
+    a_half = np.asarray(dist.epsilon_greedy(jax.random.key(5), q, 0.5))
+    explored = np.mean(a_half != greedy)
+    assert 0.4 < explored < 0.6
+    # per-row epsilon
+    eps = jnp.where(jnp.arange(batch) % 2 == 0, 0.0, 1.0)
+    a_row = np.asarray(dist.epsilon_greedy(jax.random.key(6), q, eps))
+    np.testing.assert_array_equal(a_row[::2], greedy[::2])
+    assert np.mean(a_row[1::2] != greedy[1::2]) > 0.95
