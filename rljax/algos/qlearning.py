@@ -282,6 +282,8 @@ def train_q(config: QConfig, rng, net, layout: WindowLayout) -> Result:
             steps = buffer.sample(loop.buffer, k)
             return learner.update(state, (steps, loop.target_params))
 
+        if cfg.gradient_steps == 1:
+            return grad_step(loop.learner, key)
         state, metrics = jax.lax.scan(grad_step, loop.learner,
                                       jax.random.split(key, cfg.gradient_steps))
         return state, jax.tree.map(jnp.mean, metrics)
