@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rljax.distributions import categorical_log_prob, categorical_sample, epsilon_greedy
 from rljax.types import Agent, PolicyOutput, QOutput
 
 
@@ -34,12 +35,10 @@ def actor_critic(net) -> Agent:
     def step(params, carry, obs, first, key, *, greedy: bool = False):
         carry, (logits, value) = _apply_once(net, params, carry, obs, first)
         if greedy:
-            action = jnp.argmax(logits, axis=-1)
+            action = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         else:
-            action = jax.random.categorical(key, logits, axis=-1)
-        action = action.astype(jnp.int32)
-        log_prob = jnp.take_along_axis(
-            jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+            action = categorical_sample(key, logits)
+        log_prob = categorical_log_prob(logits, action)
         return carry, PolicyOutput(action, log_prob, value, logits)
 
     def unroll(params, carry, obs, first):
@@ -59,13 +58,10 @@ def q_agent(net) -> Agent:
 
     def step(params, carry, obs, first, key, *, epsilon=0.0, greedy: bool = False):
         carry, q = _apply_once(net, params, carry, obs, first)
-        action = jnp.argmax(q, axis=-1).astype(jnp.int32)
-        if not greedy:
-            k_explore, k_action = jax.random.split(key)
-            batch, num_actions = q.shape
-            explore = jax.random.uniform(k_explore, (batch,)) < epsilon
-            random_action = jax.random.randint(k_action, (batch,), 0, num_actions, jnp.int32)
-            action = jnp.where(explore, random_action, action)
+        if greedy:
+            action = jnp.argmax(q, axis=-1).astype(jnp.int32)
+        else:
+            action = epsilon_greedy(key, q, epsilon)
         return carry, QOutput(action, q)
 
     def unroll(params, carry, obs, first):

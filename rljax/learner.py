@@ -35,7 +35,7 @@ def make_learner(loss_fn: Callable, tx: optax.GradientTransformation) -> Learner
         (loss, metrics), grads = grad_fn(state.params, batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
         return TrainState(params, opt_state, state.step + 1), metrics
 
     return Learner(init, update)

@@ -241,3 +241,21 @@ def vtrace(v_tm1, v_t, r_t, discount_t, log_rho_tm1, *, lambda_=1.0, clip_rho=1.
     bootstrap = lambda_ * vs_next + (1.0 - lambda_) * v_t
     pg_advantage = rho_clipped * (r_t + discount_t * bootstrap - v_tm1)
     return vs, pg_advantage
+
+
+def over_envs(fn, *args, **kwargs):
+    """Apply a one-trajectory estimator to time-major `[T, B]` inputs.
+
+    Positional arrays and keyword arrays of rank 2 are mapped over axis 1 (envs);
+    scalars and static keywords (`n=`) are shared. Returns `[T, B]` outputs.
+
+        adv = over_envs(generalized_advantage, r, discount, v_tm1, v_t, lambda_=lam_tb)
+    """
+    mapped = {k: v for k, v in kwargs.items() if jnp.ndim(v) == 2}
+    shared = {k: v for k, v in kwargs.items() if k not in mapped}
+    names = list(mapped)
+
+    def one_env(*xs):
+        return fn(*xs[:len(args)], **dict(zip(names, xs[len(args):])), **shared)
+
+    return jax.vmap(one_env, in_axes=1, out_axes=1)(*args, *mapped.values())

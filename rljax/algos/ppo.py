@@ -1,0 +1,137 @@
+"""PPO (Schulman et al. 2017), feedforward and recurrent through one code path.
+
+    from rljax.algos import ppo
+    result = jax.jit(ppo.train)(ppo.Config(), jax.random.key(0))
+    result = jax.jit(ppo.train)(ppo.Config(env_id="CartPole-P-v1", core="gru"), key)
+
+The minibatch code sees sequences `[T, b, ...]` with their starting carry. A
+recurrent network keeps the rollout's `[T, B]` layout, so minibatches split the
+envs and the loss re-runs the core from the stored `carry0` with masked resets
+(BPTT over whole rollout sequences); in the first epoch the recomputed
+log-probabilities equal the acting ones, so the ratio is exactly 1. A feedforward
+network's carry is `()`, so its batch is laid out as `[1, T * B]` and minibatches
+are shuffled transitions, as in CleanRL.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rljax import losses, returns
+from rljax.algos import onpolicy
+from rljax.algos.common import make_env
+from rljax.config import config_class, static
+from rljax.distributions import categorical_log_prob
+from rljax.learner import TrainState, make_learner
+from rljax.types import Result, Trajectory
+
+
+@config_class
+class Config(onpolicy.ActorCriticConfig):
+    """Defaults: the well-known CartPole PPO (CleanRL / PureJaxRL)."""
+
+    num_epochs: int = static(4, doc="passes over each rollout")
+    num_minibatches: int = static(4, doc="minibatches per epoch")
+    anneal_lr: bool = static(True, doc="linear learning-rate decay to 0")
+    normalize_advantages: bool = static(True, doc="per-minibatch advantage normalisation")
+    clip_value: bool = static(False, doc="PPO value clipping")
+
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+
+
+def recurrent_config(**changes) -> Config:
+    """Recurrent PPO: a shared 128-unit embedding, a GRU-128 core, separate heads."""
+    defaults = dict(core="gru", core_size=128, hidden_sizes=(128,), head_sizes=(128,),
+                    activation="relu", shared=True)
+    return Config(**{**defaults, **changes})
+
+
+class Batch(NamedTuple):
+    """Sequences for the loss, `[T, b, ...]` (feedforward: `[1, b, ...]`)."""
+
+    obs: jax.Array
+    first: jax.Array
+    action: jax.Array
+    log_prob: jax.Array   # behaviour log pi(a)
+    value: jax.Array      # behaviour V(obs), for value clipping
+    advantage: jax.Array
+    target: jax.Array
+
+
+def make_batch(config: Config, agent, params, traj: Trajectory) -> tuple[Batch, object]:
+    """GAE advantages and value targets; returns `(batch, carry0)` in sequence layout."""
+    out = traj.outputs
+    v_t = onpolicy.successor_values_of(agent, params, traj, out.value)
+    lambda_t = config.gae_lambda * (1.0 - traj.truncated.astype(jnp.float32))
+    adv = returns.over_envs(returns.generalized_advantage, traj.reward,
+                            onpolicy.discounts(config, traj), out.value, v_t, lambda_=lambda_t)
+    batch = Batch(traj.obs, traj.first, traj.action, out.log_prob, out.value, adv, adv + out.value)
+    if config.core is None:   # transitions, not sequences: [T, B] -> [1, T * B]
+        batch = jax.tree.map(lambda x: x.reshape((1, -1, *x.shape[2:])), batch)
+    return batch, traj.carry0
+
+
+def loss_fn(config: Config, agent):
+    """`(params, (batch, carry0)) -> (loss, metrics)`: clipped surrogate + value + entropy."""
+
+    def loss(params, data):
+        batch, carry0 = data
+        _, (logits, value) = agent.unroll(params, carry0, batch.obs, batch.first)
+        adv = batch.advantage
+        if config.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        log_prob = categorical_log_prob(logits, batch.action)
+        pg, pg_metrics = losses.ppo_clip_loss(log_prob, batch.log_prob, adv, clip_eps=config.clip_eps)
+        if config.clip_value:
+            v_loss, _ = losses.clipped_value_loss(value, batch.value, batch.target,
+                                                  clip_eps=config.clip_eps)
+        else:
+            v_loss, _ = losses.value_loss(value, batch.target)
+        ent, ent_metrics = losses.entropy_loss(logits)
+        total = pg + config.vf_coef * v_loss + config.ent_coef * ent
+        return total, {"policy_loss": pg, "value_loss": v_loss, **pg_metrics, **ent_metrics}
+
+    return loss
+
+
+def _minibatches(config: Config, data, key):
+    """`[E * M]` minibatches: each epoch a fresh permutation of the sequence axis."""
+    batch, carry0 = data
+    n = batch.action.shape[1]
+    size = n // config.num_minibatches
+    keys = jax.random.split(key, config.num_epochs)
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
+    return perms.reshape(config.num_epochs * config.num_minibatches, size)
+
+
+def _select(data, idx):
+    batch, carry0 = data
+    return (jax.tree.map(lambda x: x[:, idx], batch), jax.tree.map(lambda x: x[idx], carry0))
+
+
+def train(config: Config, rng) -> Result:
+    """Train PPO; pure and jit-able; vmap over `rng` (seeds) and traced config fields."""
+    onpolicy.validate(config)
+    onpolicy.check_minibatches(config, config.num_minibatches)
+    env, env_params, obs_shape, num_actions = make_env(config)
+    agent = onpolicy.make_agent(config, num_actions)
+    grad_steps = config.num_updates * config.num_epochs * config.num_minibatches
+    lr = optax.linear_schedule(config.lr, 0.0, grad_steps) if config.anneal_lr else config.lr
+    tx = onpolicy.adam(config, lr)
+    learner = make_learner(loss_fn(config, agent), tx)
+
+    def learn(train_state: TrainState, traj: Trajectory, key):
+        data = make_batch(config, agent, train_state.params, traj)
+
+        def minibatch_step(ts, idx):
+            return learner.update(ts, _select(data, idx))
+
+        train_state, metrics = jax.lax.scan(minibatch_step, train_state, _minibatches(config, data, key))
+        return train_state, jax.tree.map(jnp.mean, metrics)
+
+    return onpolicy.run(config, rng, agent=agent, env=env, env_params=env_params,
+                        obs_shape=obs_shape, tx=tx, learn=learn)
