@@ -45,15 +45,21 @@ def main():
     args = ap.parse_args()
     s = args.steps
     runs = [
-        ("DQN CartPole-v1", dqn, dqn.Config(total_steps=s)),
         ("DQN CartPole-P-v1 history 1", dqn, dqn.Config(env_id="CartPole-P-v1", total_steps=s)),
         ("DQN CartPole-P-v1 history 4", dqn, dqn.Config(env_id="CartPole-P-v1", history=4,
                                                         total_steps=s)),
         ("DRQN CartPole-P-v1 GRU-128", drqn, drqn.Config(total_steps=s)),
+        ("DQN CartPole-v1", dqn, dqn.Config(total_steps=s)),
     ]
-    results = [run(n, mod, c, args.seeds) for n, mod, c in runs]
-
     os.makedirs(args.out, exist_ok=True)
+    results = []
+    for n, mod, c in runs:          # write after every run: partial results survive a timeout
+        results.append(run(n, mod, c, args.seeds))
+        write(results, args)
+
+
+def write(results, args):
+    s = args.steps
     lines = [
         "# Off-policy learning (issue 4): DQN, DQN with history, DRQN", "",
         f"Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPU cores, "
