@@ -42,13 +42,19 @@ def main():
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=500_000)
     ap.add_argument("--out", default="benchmarks")
+    ap.add_argument("--plain", action="store_true",
+                    help="masked-CartPole runs with the plain defaults (1-step, no double Q)")
     args = ap.parse_args()
     s = args.steps
+    # On the masked CartPole all three runs share 3-step double-Q targets (with the plain
+    # 1-step defaults DQN-history-4 and DRQN learned on one seed of two).
+    pomdp = {} if args.plain else dict(n_step=3, double_q=True)
     runs = [
-        ("DQN CartPole-P-v1 history 1", dqn, dqn.Config(env_id="CartPole-P-v1", total_steps=s)),
+        ("DQN CartPole-P-v1 history 1", dqn, dqn.Config(env_id="CartPole-P-v1", total_steps=s,
+                                                        **pomdp)),
         ("DQN CartPole-P-v1 history 4", dqn, dqn.Config(env_id="CartPole-P-v1", history=4,
-                                                        total_steps=s)),
-        ("DRQN CartPole-P-v1 GRU-128", drqn, drqn.Config(total_steps=s)),
+                                                        total_steps=s, **pomdp)),
+        ("DRQN CartPole-P-v1 GRU-128", drqn, drqn.Config(total_steps=s, **pomdp)),
         ("DQN CartPole-v1", dqn, dqn.Config(total_steps=s)),
     ]
     os.makedirs(args.out, exist_ok=True)
@@ -65,7 +71,8 @@ def write(results, args):
         f"Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPU cores, "
         f"jax {jax.__version__} on {jax.devices()[0].platform}; load average at the end "
         f"{os.getloadavg()[0]:.1f} (another job shared the cores, so wall times are upper bounds).",
-        f"Produced by `python scripts/learn_offpolicy.py --seeds {args.seeds} --steps {s}`.", "",
+        f"Produced by `python scripts/learn_offpolicy.py --seeds {args.seeds} --steps {s}"
+        f"{' --plain' if args.plain else ''}`.", "",
         "Each row: one vmapped program over the seeds. *Train return*: mean return of the "
         "episodes that ended in the last 5 log rows (25k env steps, ε = 0.05). *Greedy*: "
         "mean of 20 greedy episodes per seed after training (per seed in brackets).", "",
