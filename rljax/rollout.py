@@ -42,6 +42,16 @@ def _flat_apply(fn, params, carry, obs):
     return out.reshape((t, b))
 
 
+def _step_keys(key, num_steps: int):
+    """The `[T]` per-step keys: `split(key, T)` for one key, `key` itself for a batch."""
+    is_typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if key.ndim == (0 if is_typed else 1):
+        return jax.random.split(key, num_steps)
+    if key.shape[0] != num_steps:
+        raise ValueError(f"rollout got {key.shape[0]} per-step keys for num_steps={num_steps}")
+    return key
+
+
 def rollout(agent: Agent, params, env, env_params, state: RolloutState, key, num_steps: int,
             *, unroll: int = 1, **step_kwargs) -> tuple[RolloutState, Trajectory]:
     """Run `num_steps` steps of `agent` in the batched env.
@@ -50,6 +60,9 @@ def rollout(agent: Agent, params, env, env_params, state: RolloutState, key, num
       agent: the acting agent; `step_kwargs` go to `agent.step` (`greedy=True`,
         `epsilon=...`).
       state: where the previous rollout stopped (or `init_rollout`).
+      key: one PRNG key, split into `num_steps` per-step keys; or those `[T]`
+        per-step keys themselves (so a rollout of 2T steps can be replayed as two
+        of T: `rollout(..., keys[:T], T)` then `rollout(..., keys[T:], T)`).
       num_steps: T, static.
       unroll: `lax.scan` unroll factor (fewer loop iterations on CPU).
 
@@ -73,7 +86,7 @@ def rollout(agent: Agent, params, env, env_params, state: RolloutState, key, num
         )
         return next_state, record
 
-    last, steps = jax.lax.scan(body, state, jax.random.split(key, num_steps), unroll=unroll)
+    last, steps = jax.lax.scan(body, state, _step_keys(key, num_steps), unroll=unroll)
     next_carry = steps.pop("next_carry")
     if agent.value is None:
         final_value = jnp.zeros_like(steps["reward"])

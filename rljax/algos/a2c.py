@@ -68,8 +68,8 @@ def loss_fn(config: Config, agent):
     return loss
 
 
-def train(config: Config, rng) -> Result:
-    """Train A2C; pure and jit-able; vmap over `rng` and traced config fields."""
+def loop(config: Config) -> onpolicy.Loop:
+    """A2C as a resumable `onpolicy.Loop` (`init`, `run` in pieces)."""
     onpolicy.validate(config)
     if config.advantage not in ("gae", "nstep"):
         raise ValueError(f"advantage must be 'gae' or 'nstep', got {config.advantage!r}")
@@ -77,5 +77,11 @@ def train(config: Config, rng) -> Result:
     agent = onpolicy.make_agent(config, num_actions)
     tx = onpolicy.adam(config, config.lr)
     learner = make_learner(loss_fn(config, agent), tx)
-    return onpolicy.run(config, rng, agent=agent, env=env, env_params=env_params,
-                        obs_shape=obs_shape, tx=tx, learn=onpolicy.one_step_per_rollout(learner))
+    return onpolicy.make_loop(config, agent=agent, env=env, env_params=env_params,
+                              obs_shape=obs_shape, tx=tx, learn=onpolicy.one_step_per_rollout(learner))
+
+
+def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:
+    """Train A2C; pure and jit-able; vmap over `rng` and traced config fields."""
+    return onpolicy.train_loop(loop(config), rng, callback=callback,
+                               callback_every=callback_every)

@@ -91,28 +91,52 @@ def discounts(config, traj: Trajectory) -> jax.Array:
     return config.gamma * (1.0 - traj.terminated.astype(jnp.float32))
 
 
-class _LoopState(NamedTuple):
+class LoopState(NamedTuple):
+    """Everything the on-policy loop carries from one update to the next; saving it
+    and continuing with `Loop.run` gives the same result as never stopping."""
+
     train_state: TrainState
     behaviour: object        # stacked past params [lag + 1, ...] (acting = oldest)
     rollout: RolloutState
     key: jax.Array
+    update: jax.Array        # updates done so far, int32
 
 
 LearnFn = Callable[[TrainState, Trajectory, jax.Array], tuple[TrainState, dict]]
 
 
-def run(config: ActorCriticConfig, rng, *, agent, env, env_params, obs_shape,
-        tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0) -> Result:
-    """Train with `learn(train_state, traj, key) -> (train_state, metrics)` per rollout."""
-    k_init, k_env, k_loop = jax.random.split(rng, 3)
-    params = agent.init(k_init, jnp.zeros(obs_shape, jnp.float32))
-    train_state = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
-    behaviour = jax.tree.map(lambda p: jnp.stack([p] * (behaviour_lag + 1)), params)
-    state = _LoopState(train_state, behaviour,
-                       init_rollout(env, env_params, agent, k_env, config.num_envs), k_loop)
+class Loop(NamedTuple):
+    """A training run in resumable pieces (all functions pure, jit- and vmap-able):
+
+        state = loop.init(rng)
+        state, metrics = loop.run(state, 10)                  # updates 0..9
+        state, more = loop.run(state, loop.num_updates - 10)  # the rest
+
+    `run(state, n, *, callback=None, callback_every=1)` calls `callback(metrics)` on the
+    host (`jax.debug.callback`) after every `callback_every`-th update of the piece and
+    after its last one; under `vmap` it is called once per batch member.
+    """
+
+    init: Callable
+    run: Callable
+    num_updates: int
+
+
+def make_loop(config: ActorCriticConfig, *, agent, env, env_params, obs_shape,
+              tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0) -> Loop:
+    """The loop of `learn(train_state, traj, key) -> (train_state, metrics)` per rollout."""
     steps_per_update = config.num_envs * config.num_steps
 
-    def update(state: _LoopState, index):
+    def init(rng) -> LoopState:
+        k_init, k_env, k_loop = jax.random.split(rng, 3)
+        params = agent.init(k_init, jnp.zeros(obs_shape, jnp.float32))
+        train_state = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
+        behaviour = jax.tree.map(lambda p: jnp.stack([p] * (behaviour_lag + 1)), params)
+        return LoopState(train_state, behaviour,
+                         init_rollout(env, env_params, agent, k_env, config.num_envs), k_loop,
+                         jnp.zeros((), jnp.int32))
+
+    def update(state: LoopState):
         key, k_roll, k_learn = jax.random.split(state.key, 3)
         acting = jax.tree.map(lambda p: p[0], state.behaviour)
         rollout_state, traj = rollout(agent, acting, env, env_params, state.rollout, k_roll,
@@ -121,11 +145,36 @@ def run(config: ActorCriticConfig, rng, *, agent, env, env_params, obs_shape,
         behaviour = jax.tree.map(lambda h, p: jnp.concatenate([h[1:], p[None]]),
                                  state.behaviour, train_state.params)
         metrics = {**metrics, **trajectory_metrics(traj),
-                   "env_steps": (index + 1).astype(jnp.float32) * steps_per_update}
-        return _LoopState(train_state, behaviour, rollout_state, key), metrics
+                   "env_steps": (state.update + 1).astype(jnp.float32) * steps_per_update}
+        return LoopState(train_state, behaviour, rollout_state, key, state.update + 1), metrics
 
-    state, metrics = jax.lax.scan(update, state, jnp.arange(config.num_updates))
+    def run(state: LoopState, num_updates: int, *, callback=None, callback_every: int = 1):
+        def body(state, i):
+            state, metrics = update(state)
+            if callback is not None:
+                report = jnp.logical_or((i + 1) % callback_every == 0, i == num_updates - 1)
+                jax.lax.cond(report, lambda m: jax.debug.callback(callback, m),
+                             lambda m: None, metrics)
+            return state, metrics
+
+        return jax.lax.scan(body, state, jnp.arange(num_updates))
+
+    return Loop(init, run, config.num_updates)
+
+
+def train_loop(loop: Loop, rng, *, callback=None, callback_every: int = 1) -> Result:
+    """All of `loop`'s updates from `rng`: what every on-policy `train` returns."""
+    state, metrics = loop.run(loop.init(rng), loop.num_updates, callback=callback,
+                              callback_every=callback_every)
     return Result(state.train_state, metrics)
+
+
+def run(config: ActorCriticConfig, rng, *, agent, env, env_params, obs_shape,
+        tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0) -> Result:
+    """Train with `learn(train_state, traj, key) -> (train_state, metrics)` per rollout."""
+    return train_loop(make_loop(config, agent=agent, env=env, env_params=env_params,
+                                obs_shape=obs_shape, tx=tx, learn=learn,
+                                behaviour_lag=behaviour_lag), rng)
 
 
 def check_minibatches(config, num_minibatches: int) -> None:

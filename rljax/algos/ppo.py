@@ -37,7 +37,7 @@ class Config(onpolicy.ActorCriticConfig):
     num_minibatches: int = static(4, doc="minibatches per epoch")
     anneal_lr: bool = static(True, doc="linear learning-rate decay to 0")
     normalize_advantages: bool = static(True, doc="per-minibatch advantage normalisation")
-    clip_value: bool = static(False, doc="PPO value clipping")
+    clip_value: bool = static(True, doc="PPO value clipping (CleanRL/PureJaxRL default)")
 
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
@@ -113,8 +113,8 @@ def _select(data, idx):
     return (jax.tree.map(lambda x: x[:, idx], batch), jax.tree.map(lambda x: x[idx], carry0))
 
 
-def train(config: Config, rng) -> Result:
-    """Train PPO; pure and jit-able; vmap over `rng` (seeds) and traced config fields."""
+def loop(config: Config) -> onpolicy.Loop:
+    """PPO as a resumable `onpolicy.Loop` (`init`, `run` in pieces)."""
     onpolicy.validate(config)
     onpolicy.check_minibatches(config, config.num_minibatches)
     env, env_params, obs_shape, num_actions = make_env(config)
@@ -133,5 +133,11 @@ def train(config: Config, rng) -> Result:
         train_state, metrics = jax.lax.scan(minibatch_step, train_state, _minibatches(config, data, key))
         return train_state, jax.tree.map(jnp.mean, metrics)
 
-    return onpolicy.run(config, rng, agent=agent, env=env, env_params=env_params,
-                        obs_shape=obs_shape, tx=tx, learn=learn)
+    return onpolicy.make_loop(config, agent=agent, env=env, env_params=env_params,
+                              obs_shape=obs_shape, tx=tx, learn=learn)
+
+
+def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:
+    """Train PPO; pure and jit-able; vmap over `rng` (seeds) and traced config fields."""
+    return onpolicy.train_loop(loop(config), rng, callback=callback,
+                               callback_every=callback_every)

@@ -43,6 +43,7 @@ class ActorCritic(nn.Module):
     `shared=False` gives the actor and the critic separate trunks (the classic
     CartPole PPO: two 2x64 tanh MLPs), and the carry is `(actor, critic)`;
     `shared=True` puts both heads on one trunk, and the carry is that trunk's.
+    Without a recurrent core the carry is `()` either way.
 
     Returns `(carry, (logits [T, B, A], value [T, B]))`.
     """
@@ -57,16 +58,20 @@ class ActorCritic(nn.Module):
             carry, x = self.trunk(carry, obs, first)
             actor_x = critic_x = x
         else:
-            actor_carry, actor_x = self.trunk.clone(parent=self, name="actor")(carry[0], obs, first)
-            critic_carry, critic_x = self.trunk.clone(parent=self, name="critic")(carry[1], obs, first)
-            carry = (actor_carry, critic_carry)
+            recurrent = self.trunk.core is not None   # feedforward trunks: carry is ()
+            actor_carry, critic_carry = carry if recurrent else ((), ())
+            actor_carry, actor_x = self.trunk.clone(parent=self, name="actor")(actor_carry, obs, first)
+            critic_carry, critic_x = self.trunk.clone(parent=self, name="critic")(critic_carry, obs, first)
+            carry = (actor_carry, critic_carry) if recurrent else ()
         logits = dense(self.num_actions, 0.01, "policy_head")(actor_x)
         value = dense(1, 1.0, "value_head")(critic_x)[..., 0]
         return carry, (logits, value)
 
     def initial_carry(self, batch_size: int):
         carry = self.trunk.initial_carry(batch_size)
-        return carry if self.shared else (carry, self.trunk.initial_carry(batch_size))
+        if self.shared or self.trunk.core is None:
+            return carry
+        return (carry, self.trunk.initial_carry(batch_size))
 
 
 class QNetwork(nn.Module):
