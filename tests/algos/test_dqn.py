@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax import losses
-from rljax.algos import dqn, qlearning
+from rljax import agents, losses
+from rljax.algos import common, dqn, qlearning
 from rljax.buffers import ReplayStep
 from rljax.rollout import evaluate
 
@@ -144,14 +144,13 @@ def test_config_defaults_are_cleanrl():
 
 
 def test_dqn_learns_cartpole():
+    """60k env steps (the full 5e5 run reaches 500: benchmarks/offpolicy_learning.md);
+    seed 0 plays ~500 greedily here, the threshold only catches a broken algorithm."""
     cfg = dqn.Config(total_steps=60_000, learning_starts=1_000, exploration_fraction=0.3,
                      target_update_every=500, log_every=5_000)
     result = jax.jit(dqn.train)(cfg, jax.random.key(0))
-    from rljax import agents
-    from rljax.algos import common
     env, env_params, _, _ = common.make_env(cfg)
     agent = agents.q_agent(dqn.make_network(cfg))
     returns, _ = jax.jit(lambda p, k: evaluate(agent, p, env, env_params, k, 10, greedy=True))(
         result.train_state.params, jax.random.key(1))
-    print("train returns", np.asarray(result.metrics["episode_return"]), "greedy", returns)
     assert float(np.mean(returns)) >= 150.0
