@@ -122,7 +122,7 @@ def test_vmap_over_two_seeds_equals_single_runs():
     assert np.all(np.isfinite(batched.metrics["loss"][:, -1]))
 
 
-def test_sweep_over_traced_fields_compiles_once():
+def test_sweep_over_traced_fields_runs_as_one_vmapped_program():
     base = dqn.Config(**_TINY)
     cfgs = jax.vmap(lambda lr, g: dataclasses.replace(base, lr=lr, gamma=g))(
         jnp.array([1e-3, 3e-4]), jnp.array([0.9, 0.99]))
