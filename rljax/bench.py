@@ -32,7 +32,7 @@ def _configs():
     from rljax.algos import a2c, dqn, drqn, ppo, reinforce
 
     ppo_cfg = lambda steps: ppo.Config(total_steps=steps)
-    rppo_cfg = lambda steps: ppo.recurrent_config(total_steps=steps)
+    rppo_cfg = lambda steps: ppo.recurrent_config(total_steps=steps, num_envs=4, lr=2.5e-4)
     return {
         "ppo-1": Case("PPO CartPole-v1, 4x128, 4 epochs x 4 minibatches, 1 seed", "ppo", ppo_cfg, 1, 500_000),
         "ppo-32": Case("PPO, same config, 32 vmapped seeds", "ppo", ppo_cfg, 32, 500_000),
