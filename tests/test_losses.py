@@ -1,6 +1,5 @@
 """rljax.losses against numpy expressions written from each loss's equation."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -15,9 +15,7 @@ import jax
 
 from rljax import losses, returns
 from rljax.algos import onpolicy
-from rljax.algos.common import make_env
 from rljax.config import config_class, static
-from rljax.learner import make_learner
 from rljax.types import Result, Trajectory
 
 
@@ -70,15 +68,9 @@ def loss_fn(config: Config, agent):
 
 def loop(config: Config) -> onpolicy.Loop:
     """A2C as a resumable `onpolicy.Loop` (`init`, `run` in pieces)."""
-    onpolicy.validate(config)
     if config.advantage not in ("gae", "nstep"):
         raise ValueError(f"advantage must be 'gae' or 'nstep', got {config.advantage!r}")
-    env, env_params, obs_shape, num_actions = make_env(config)
-    agent = onpolicy.make_agent(config, num_actions)
-    tx = onpolicy.adam(config, config.lr)
-    learner = make_learner(loss_fn(config, agent), tx)
-    return onpolicy.make_loop(config, agent=agent, env=env, env_params=env_params,
-                              obs_shape=obs_shape, tx=tx, learn=onpolicy.one_step_per_rollout(learner))
+    return onpolicy.one_update_per_rollout_loop(config, loss_fn)
 
 
 def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:

@@ -18,7 +18,7 @@ import optax
 from rljax import agents, nets
 from rljax.algos.common import EnvConfig, check_divides, make_env, trajectory_metrics
 from rljax.config import config_class, static
-from rljax.learner import TrainState
+from rljax.learner import TrainState, make_learner
 from rljax.rollout import init_rollout, rollout, successor_values
 from rljax.types import Result, RolloutState, Trajectory
 
@@ -271,6 +271,19 @@ def one_step_per_rollout(learner) -> LearnFn:
         return learner.update(train_state, traj)
 
     return learn
+
+
+def one_update_per_rollout_loop(config: ActorCriticConfig, make_loss, *,
+                                behaviour_lag: int = 0) -> Loop:
+    """The loop of A2C and REINFORCE: one gradient step of `make_loss(config, agent)`
+    on each whole rollout, Adam on `config.lr` after global-norm clipping."""
+    validate(config)
+    env, env_params, obs_shape, num_actions = make_env(config)
+    agent = make_agent(config, num_actions)
+    tx = adam(config, config.lr)
+    learner = make_learner(make_loss(config, agent), tx)
+    return make_loop(config, agent=agent, env=env, env_params=env_params, obs_shape=obs_shape,
+                     tx=tx, learn=one_step_per_rollout(learner), behaviour_lag=behaviour_lag)
 
 
 def recompute(agent, params, traj: Trajectory):

@@ -18,10 +18,8 @@ import jax
 
 from rljax import losses, returns
 from rljax.algos import onpolicy
-from rljax.algos.common import make_env
 from rljax.config import config_class, static
 from rljax.distributions import categorical_log_prob
-from rljax.learner import make_learner
 from rljax.types import Result, Trajectory
 
 
@@ -67,16 +65,9 @@ def loss_fn(config: Config, agent):
 
 def loop(config: Config) -> onpolicy.Loop:
     """REINFORCE as a resumable `onpolicy.Loop` (`init`, `run` in pieces)."""
-    onpolicy.validate(config)
     if config.behaviour_lag < 0:
         raise ValueError(f"behaviour_lag must be >= 0, got {config.behaviour_lag}")
-    env, env_params, obs_shape, num_actions = make_env(config)
-    agent = onpolicy.make_agent(config, num_actions)
-    tx = onpolicy.adam(config, config.lr)
-    learner = make_learner(loss_fn(config, agent), tx)
-    return onpolicy.make_loop(config, agent=agent, env=env, env_params=env_params,
-                              obs_shape=obs_shape, tx=tx, learn=onpolicy.one_step_per_rollout(learner),
-                              behaviour_lag=config.behaviour_lag)
+    return onpolicy.one_update_per_rollout_loop(config, loss_fn, behaviour_lag=config.behaviour_lag)
 
 
 def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:

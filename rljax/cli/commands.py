@@ -12,9 +12,7 @@ errors turned into one line and exit status 2.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
 import time
 from pathlib import Path
 

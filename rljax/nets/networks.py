@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from rljax.nets.mlp import MLP, dense
 from rljax.nets.recurrent import initial_carry, make_core

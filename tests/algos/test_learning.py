@@ -6,7 +6,6 @@ so they catch a broken algorithm, not noise.
 """
 import jax
 import numpy as np
-import pytest
 
 from rljax.algos import a2c, ppo, reinforce
 
