@@ -48,7 +48,7 @@ from rljax.learner import make_learner
 demo = reinforce.Config(core="gru", core_size=16, shared=True, max_episode_steps=20)
 env, env_params, obs_shape, num_actions = make_env(demo)
 agent = onpolicy.make_agent(demo, num_actions)
-params = agent.init(jax.random.key(0), jnp.zeros(obs_shape))
+params = jax.jit(agent.init)(jax.random.key(0), jnp.zeros(obs_shape))
 print("observation shape", obs_shape, "= 4 CartPole numbers + one-hot of the previous action")
 
 collect = jax.jit(lambda params, state, key: rollout.rollout(
@@ -146,9 +146,10 @@ for name, log_w, clip in [("on-policy (rho = 1)", None, np.inf),
 
 # %%
 learner = make_learner(reinforce.loss_fn(demo, agent), onpolicy.adam(demo, demo.lr))
+update_fn = jax.jit(learner.update)
 train_state = learner.init(params)
 for update in range(3):
-    train_state, metrics = learner.update(train_state, traj)
+    train_state, metrics = update_fn(train_state, traj)
     print(f"update {update}: rho mean {float(metrics['rho_mean']):.4f}  loss {float(metrics['loss']):.4f}")
 
 # %% [markdown]
