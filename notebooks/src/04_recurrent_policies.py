@@ -20,6 +20,8 @@ import os
 BUDGET = float(os.environ.get("RLJAX_NB_BUDGET", "1.0"))  # fraction of the full budget
 
 # %%
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -135,8 +137,8 @@ assert bool(jnp.all(greedy.action == jnp.argmax(greedy.logits, axis=-1)))
 # resets:
 
 # %%
-full_steps = 200_000
-config = a2c.Config(core="gru", core_size=32,
+full_steps = 150_000
+config = a2c.Config(core="gru", core_size=32, lr=3e-3,
                     total_steps=max(8 * 16, int(BUDGET * full_steps) // 128 * 128))
 env, env_params, obs_shape, num_actions = make_env(config)
 rnn_agent = onpolicy.make_agent(config, num_actions)
@@ -155,10 +157,16 @@ print("episode starts inside the fragment:", int(traj.first[1:].sum()),
       "| recomputed log-probs and values match the acting ones")
 
 # %% [markdown]
-# Training, two seeds in one program:
+# **Training.** One thing changes with memory: SaLinA's one-step TD advantage
+# (`gae_lambda=0`) leans entirely on the critic's estimate of the next state, and a
+# recurrent critic is a poor estimate for a long while; GAE(0.9) mixes in the observed
+# rewards. `gae_lambda` is a traced config field, so both settings (two seeds each)
+# train in one compiled program:
 
 # %%
-result = jax.jit(jax.vmap(a2c.train, in_axes=(None, 0)))(config, jax.random.split(jax.random.key(0), 2))
+lambdas = jnp.array([0.0, 0.0, 0.9, 0.9])
+configs = jax.vmap(lambda lam: dataclasses.replace(config, gae_lambda=lam))(lambdas)
+result = jax.jit(jax.vmap(a2c.train))(configs, jax.random.split(jax.random.key(0), len(lambdas)))
 metrics = jax.device_get(result.metrics)
 
 
@@ -172,8 +180,9 @@ def smooth(x, window=20):
     return out
 
 
-for seed in range(2):
-    plt.plot(metrics["env_steps"][seed], smooth(metrics["episode_return"][seed]), label=f"seed {seed}")
+for i, lam in enumerate(lambdas):
+    plt.plot(metrics["env_steps"][i], smooth(metrics["episode_return"][i]),
+             color="C0" if lam == 0 else "C1", label=f"gae_lambda {float(lam)}, seed {i % 2}")
 plt.xlabel("env steps")
 plt.ylabel("episode return")
 plt.title("recurrent A2C (GRU) on CartPole-v1, 100-step limit")
@@ -187,9 +196,10 @@ plt.show()
 for greedy in (True, False):
     play = jax.jit(jax.vmap(lambda p, k: rollout.evaluate(
         rnn_agent, p, env, env_params, k, num_episodes=10, greedy=greedy)))
-    scores, _ = play(result.train_state.params, jax.random.split(jax.random.key(1), 2))
-    print(f"{'greedy' if greedy else 'stochastic':10s} mean return per seed:",
-          np.round(np.asarray(scores.mean(axis=1)), 1))
+    scores, _ = play(result.train_state.params, jax.random.split(jax.random.key(1), len(lambdas)))
+    print(f"{'greedy' if greedy else 'stochastic':10s} mean return, lambda 0: "
+          f"{np.round(np.asarray(scores[:2].mean(axis=1)), 1)}, lambda 0.9: "
+          f"{np.round(np.asarray(scores[2:].mean(axis=1)), 1)}")
 
 # %% [markdown]
 # Next: [recurrent value and policy learning](05_recurrent_value_and_policy.ipynb) on an
