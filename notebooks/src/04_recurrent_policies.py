@@ -110,11 +110,12 @@ print("stepwise values == sequence values")
 # `agent.step(..., greedy=True)` takes the most probable action (rlstructures'
 # deterministic mode); by default the action is sampled. Over many samples the
 # frequencies follow the policy's probabilities. (An untrained policy is nearly uniform,
-# since its head starts with small weights; we scale them up for this demo.)
+# since its head starts with small weights; we give it larger random ones for this demo.)
 
 # %%
 sharp = jax.tree.map(lambda x: x, params)
-sharp["params"]["policy_head"]["kernel"] = 100 * params["params"]["policy_head"]["kernel"]
+kernel = params["params"]["policy_head"]["kernel"]
+sharp["params"]["policy_head"]["kernel"] = 4.0 * jax.random.normal(jax.random.key(10), kernel.shape)
 batch_obs = jax.random.normal(jax.random.key(4), (4, obs_size))
 batch_first = jnp.ones(4, bool)
 carry0 = net.initial_carry(4)
