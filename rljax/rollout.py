@@ -22,11 +22,16 @@ def init_rollout(env, env_params, agent: Agent, key, num_envs: int) -> RolloutSt
     return RolloutState(env_state, obs, jnp.ones((num_envs,), bool), agent.initial_carry(num_envs))
 
 
-def _act_and_step(agent, params, env, env_params, state: RolloutState, key, step_kwargs):
-    """One agent step and one env step for the whole batch."""
+def _split_step_key(key, num_envs: int):
+    """A step's key -> (key for the agent, `[B]` keys for the envs)."""
     k_act, k_env = jax.random.split(key)
+    return k_act, jax.random.split(k_env, num_envs)
+
+
+def _act_and_step(agent, params, env, env_params, state: RolloutState, keys, step_kwargs):
+    """One agent step and one env step for the whole batch; `keys` from `_split_step_key`."""
+    k_act, env_keys = keys
     carry, out = agent.step(params, state.carry, state.obs, state.first, k_act, **step_kwargs)
-    env_keys = jax.random.split(k_env, state.first.shape[0])
     obs, env_state, reward, terminated, truncated, info = jax.vmap(
         env.step, in_axes=(0, 0, 0, None))(env_keys, state.env_state, out.action, env_params)
     done = jnp.logical_or(terminated, truncated)
@@ -72,9 +77,9 @@ def rollout(agent: Agent, params, env, env_params, state: RolloutState, key, num
       computed from the carry that read the episode up to `t`.
     """
 
-    def body(state, key):
+    def body(state, keys):
         next_state, out, reward, terminated, truncated, info = _act_and_step(
-            agent, params, env, env_params, state, key, step_kwargs)
+            agent, params, env, env_params, state, keys, step_kwargs)
         zeros = jnp.zeros_like(reward)
         record = dict(
             obs=state.obs, first=state.first, carry=state.carry, action=out.action,
@@ -86,7 +91,9 @@ def rollout(agent: Agent, params, env, env_params, state: RolloutState, key, num
         )
         return next_state, record
 
-    last, steps = jax.lax.scan(body, state, _step_keys(key, num_steps), unroll=unroll)
+    # All of the rollout's keys in one batched op before the loop, not two splits per step.
+    keys = jax.vmap(_split_step_key, in_axes=(0, None))(_step_keys(key, num_steps), state.first.shape[0])
+    last, steps = jax.lax.scan(body, state, keys, unroll=unroll)
     next_carry = steps.pop("next_carry")
     if agent.value is None:
         final_value = jnp.zeros_like(steps["reward"])
@@ -136,7 +143,8 @@ def evaluate(agent: Agent, params, env, env_params, key, num_episodes: int,
         state, key, finished, returns, lengths, t = c
         key, k_step = jax.random.split(key)
         state, _, reward, terminated, truncated, _ = _act_and_step(
-            agent, params, env, env_params, state, k_step, step_kwargs)
+            agent, params, env, env_params, state, _split_step_key(k_step, num_episodes),
+            step_kwargs)
         active = ~finished
         returns = returns + jnp.where(active, reward, 0.0)
         lengths = lengths + active.astype(jnp.int32)

@@ -29,20 +29,27 @@ def make_env(config: EnvConfig):
     return env, env_params, obs_shape, num_actions
 
 
-def episode_metrics(episode_return, episode_length, done) -> dict:
-    """Mean return/length of the episodes that ended (`done`), NaN if none did."""
-    count = done.sum()
+def episode_metrics(episode_return, episode_length, done, *, axis_name=None) -> dict:
+    """Mean return/length of the episodes that ended (`done`), NaN if none did.
+
+    With `axis_name` (data parallelism), the episodes of all devices on that axis count.
+    """
+    total = (lambda x: jax.lax.psum(x, axis_name)) if axis_name else (lambda x: x)
+    count = total(done.sum())
     safe = jnp.maximum(count, 1)
     nan_if_none = lambda x: jnp.where(count > 0, x, jnp.nan)
+    return_sum = total(jnp.sum(jnp.where(done, episode_return, 0.0)))
+    length_sum = total(jnp.sum(jnp.where(done, episode_length, 0)))
     return {
-        "episode_return": nan_if_none(jnp.sum(jnp.where(done, episode_return, 0.0)) / safe),
-        "episode_length": nan_if_none(jnp.sum(jnp.where(done, episode_length, 0)) / safe),
+        "episode_return": nan_if_none(return_sum / safe),
+        "episode_length": nan_if_none(length_sum / safe),
         "episodes": count.astype(jnp.int32),
     }
 
 
-def trajectory_metrics(traj: Trajectory) -> dict:
-    return episode_metrics(traj.episode_return, traj.episode_length, traj.done)
+def trajectory_metrics(traj: Trajectory, *, axis_name=None) -> dict:
+    return episode_metrics(traj.episode_return, traj.episode_length, traj.done,
+                           axis_name=axis_name)
 
 
 def check_divides(name_a: str, a: int, name_b: str, b: int) -> None:

@@ -36,7 +36,7 @@ class ActorCriticConfig(EnvConfig):
     core_size: int = static(128, doc="recurrent core width")
     head_sizes: tuple[int, ...] = static((), doc="MLP layers after the core")
     shared: bool = static(False, doc="one trunk for actor and critic (else two)")
-    scan_unroll: int = static(4, doc="lax.scan unroll of the rollout loop")
+    scan_unroll: int = static(1, doc="lax.scan unroll of the rollout loop (1 is fastest on CPU)")
 
     lr: float = 2.5e-4
     gamma: float = 0.99
@@ -105,6 +105,50 @@ class LoopState(NamedTuple):
 LearnFn = Callable[[TrainState, Trajectory, jax.Array], tuple[TrainState, dict]]
 
 
+class DataParallel(NamedTuple):
+    """Where this copy of the loop sits in a data-parallel (Anakin) layout.
+
+    The loop runs once per device inside `jax.shard_map` over `axis_name`, with
+    replicated params; `config.num_envs` are this device's envs, split into
+    `env_groups` groups. Group `g` of the `G = env_groups * devices` groups (numbered
+    across devices) rolls out with keys `fold_in(key, g)`, so the same `G` gives the
+    same rollouts on 1, 2 or 4 devices. `rljax.sweep.data_parallel` builds this.
+    """
+
+    axis_name: str | None = None   # None: one device, no collectives
+    env_groups: int = 1            # env groups on this device
+
+
+def _axis_size(axis_name) -> int:
+    return 1 if axis_name is None else jax.lax.axis_size(axis_name)
+
+
+def _group_keys(key, parallel: DataParallel):
+    """`[env_groups]` keys: `fold_in(key, g)` for this device's global group indices `g`."""
+    base = 0 if parallel.axis_name is None else jax.lax.axis_index(parallel.axis_name)
+    index = base * parallel.env_groups + jnp.arange(parallel.env_groups)
+    return jax.vmap(lambda g: jax.random.fold_in(key, g))(index)
+
+
+def _varying(tree, axis_name):
+    """Mark per-device data as varying over `axis_name` (shard_map's scan carries must
+    keep one type, and env states become device-dependent after the first step)."""
+    def cast(x):
+        aval = jax.typeof(x)
+        vma = aval.manual_axis_type.varying if hasattr(aval, "manual_axis_type") else aval.vma
+        return x if axis_name in vma else jax.lax.pcast(x, (axis_name,), to="varying")
+    return tree if axis_name is None else jax.tree.map(cast, tree)
+
+
+def _merge_groups(traj: Trajectory) -> Trajectory:
+    """`[G, T, b, ...]` (and `last_*` `[G, b, ...]`) -> `[T, G * b, ...]` / `[G * b, ...]`."""
+    over_time = lambda x: jnp.swapaxes(x, 0, 1).reshape((x.shape[1], -1, *x.shape[3:]))
+    flat = lambda x: x.reshape((-1, *x.shape[2:]))
+    last = {"last_obs", "last_first", "last_carry"}
+    return Trajectory(**{name: jax.tree.map(flat if name in last else over_time, value)
+                         for name, value in traj._asdict().items()})
+
+
 class Loop(NamedTuple):
     """A training run in resumable pieces (all functions pure, jit- and vmap-able):
 
@@ -123,28 +167,60 @@ class Loop(NamedTuple):
 
 
 def make_loop(config: ActorCriticConfig, *, agent, env, env_params, obs_shape,
-              tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0) -> Loop:
-    """The loop of `learn(train_state, traj, key) -> (train_state, metrics)` per rollout."""
-    steps_per_update = config.num_envs * config.num_steps
+              tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0,
+              parallel: DataParallel = DataParallel()) -> Loop:
+    """The loop of `learn(train_state, traj, key) -> (train_state, metrics)` per rollout.
+
+    `parallel`: see `DataParallel` (the loop then runs per device inside `shard_map`);
+    `learn` must average its loss over `parallel.axis_name`
+    (`make_learner(..., axis_name=...)`).
+    """
+    axis_name = parallel.axis_name
+    if config.num_envs % parallel.env_groups:
+        raise ValueError(f"num_envs={config.num_envs} (per device) must be divisible by "
+                         f"env_groups={parallel.env_groups}")
+    group_envs = config.num_envs // parallel.env_groups
+
+    def layout():   # axis sizes are known only inside shard_map, so ask at trace time
+        devices = _axis_size(axis_name)
+        return devices, parallel.env_groups * devices > 1
 
     def init(rng) -> LoopState:
         k_init, k_env, k_loop = jax.random.split(rng, 3)
         params = agent.init(k_init, jnp.zeros(obs_shape, jnp.float32))
         train_state = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
         behaviour = jax.tree.map(lambda p: jnp.stack([p] * (behaviour_lag + 1)), params)
-        return LoopState(train_state, behaviour,
-                         init_rollout(env, env_params, agent, k_env, config.num_envs), k_loop,
+        if layout()[1]:
+            rollout_state = jax.vmap(lambda k: init_rollout(env, env_params, agent, k, group_envs))(
+                _group_keys(k_env, parallel))
+        else:
+            rollout_state = init_rollout(env, env_params, agent, k_env, config.num_envs)
+        return LoopState(train_state, behaviour, _varying(rollout_state, axis_name), k_loop,
                          jnp.zeros((), jnp.int32))
 
+    def collect(params, rollout_state, key):
+        if not layout()[1]:
+            return rollout(agent, params, env, env_params, rollout_state, key,
+                           config.num_steps, unroll=config.scan_unroll)
+        rollout_state, traj = jax.vmap(
+            lambda s, k: rollout(agent, params, env, env_params, s, k, config.num_steps,
+                                 unroll=config.scan_unroll))(rollout_state, _group_keys(key, parallel))
+        return rollout_state, _merge_groups(traj)
+
     def update(state: LoopState):
+        devices, _ = layout()
+        steps_per_update = config.num_envs * config.num_steps * devices
         key, k_roll, k_learn = jax.random.split(state.key, 3)
+        if axis_name is not None and devices > 1:   # each device its own minibatches
+            k_learn = jax.random.fold_in(k_learn, jax.lax.axis_index(axis_name))
         acting = jax.tree.map(lambda p: p[0], state.behaviour)
-        rollout_state, traj = rollout(agent, acting, env, env_params, state.rollout, k_roll,
-                                      config.num_steps, unroll=config.scan_unroll)
+        rollout_state, traj = collect(acting, state.rollout, k_roll)
         train_state, metrics = learn(state.train_state, traj, k_learn)
+        if axis_name is not None:
+            metrics = jax.tree.map(lambda x: jax.lax.pmean(x, axis_name), metrics)
         behaviour = jax.tree.map(lambda h, p: jnp.concatenate([h[1:], p[None]]),
                                  state.behaviour, train_state.params)
-        metrics = {**metrics, **trajectory_metrics(traj),
+        metrics = {**metrics, **trajectory_metrics(traj, axis_name=axis_name),
                    "env_steps": (state.update + 1).astype(jnp.float32) * steps_per_update}
         return LoopState(train_state, behaviour, rollout_state, key, state.update + 1), metrics
 

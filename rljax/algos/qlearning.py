@@ -1,0 +1,322 @@
+"""Replay Q-learning shared by DQN and DRQN: config, targets, loss, training loop.
+
+DQN is the special case of DRQN with a feedforward network, windows of `n_step`
+steps, no burn-in and a loss on the first step of each window only; both
+algorithms call `train_q` with the window layout that makes them what they are.
+
+The loss for one sampled window `[L, N]` (time-major, like a rollout fragment):
+
+  1. Start from the carry stored with the window (`carry[0]`) or from zeros
+     ("bootstrapped random updates", Hausknecht & Stone 2015).
+  2. Burn-in: run the first `burn_in` steps only to refresh the carry; the carry
+     that leaves them is `stop_gradient`ed and they get no loss (R2D2).
+  3. On the remaining steps, online and target networks give Q(s_t) and the Q
+     of each step's successor, Q(s'_t) = Q(h_t, final_obs_t) from the carry h_t
+     after reading obs_t (at a time-limit cut that is the finished episode's last
+     observation, so truncation bootstraps correctly; at termination γ_t = 0).
+  4. v_t = Q_target(s'_t, a*), a* = argmax Q_target (or argmax Q_online: double Q);
+     y = n_step_returns(r, γ·(1 - terminated), v, n, truncated) along the window.
+  5. L = mean over the trained steps of ½(Q(s_t, a_t) - sg(y_t))² (or Huber).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rljax import agents, losses, nets, returns
+from rljax.algos import common
+from rljax.buffers import ReplayStep, make_sequence_buffer, replay_steps
+from rljax.config import config_class, static
+from rljax.learner import TrainState, make_learner
+from rljax.rollout import init_rollout, rollout
+from rljax.types import Result
+
+sg = jax.lax.stop_gradient
+
+
+@config_class
+class QConfig(common.EnvConfig):
+    """Fields shared by DQN and DRQN. Defaults: CleanRL's CartPole DQN."""
+
+    num_envs: int = static(10)
+    total_steps: int = static(500_000, doc="env steps, all envs together")
+    buffer_size: int = static(10_000, doc="replay capacity in env steps")
+    batch_size: int = static(128, doc="transitions (DQN) or sequences (DRQN) per gradient step")
+    learning_starts: int = static(10_000, doc="env steps collected before the first update")
+    train_every: int = static(10, doc="env steps between training phases")
+    gradient_steps: int = static(1, doc="gradient steps per training phase")
+    target_update_every: int = static(500, doc="env steps between target updates")
+    hidden_sizes: tuple[int, ...] = static((120, 84))
+    activation: str = static("relu")
+    double_q: bool = static(False)
+    n_step: int = static(1)
+    loss: str = static("mse", doc="'mse' or 'huber'")
+    log_every: int = static(5_000, doc="env steps per row of metrics")
+    unroll: int = static(1, doc="lax.scan unroll of the training loop")
+    # traced
+    lr: float = 2.5e-4
+    gamma: float = 0.99
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    exploration_fraction: float = 0.5   # of total_steps; 0.5 x 5e5 = 250k
+    tau: float = 1.0                    # target update: 1 hard, < 1 Polyak
+    huber_delta: float = 1.0
+    max_grad_norm: float = 10.0
+
+    def __post_init__(self):
+        if self.loss not in ("mse", "huber"):
+            raise ValueError(f"loss must be 'mse' or 'huber', got {self.loss!r}")
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {self.n_step}")
+        common.check_divides("train_every", self.train_every, "num_envs", self.num_envs)
+        common.check_divides("log_every", self.log_every, "train_every", self.train_every)
+        common.check_divides("total_steps", self.total_steps, "log_every", self.log_every)
+        common.check_divides("target_update_every", self.target_update_every,
+                             "train_every", self.train_every)
+        common.check_divides("buffer_size", self.buffer_size, "num_envs", self.num_envs)
+
+
+class WindowLayout(NamedTuple):
+    """How a sampled window is used (static)."""
+
+    length: int          # L, steps per window
+    period: int          # distance between window starts
+    burn_in: int         # leading steps that only refresh the carry
+    loss_steps: int      # steps after the burn-in that get a loss
+    stored_carry: bool   # start from the stored carry (else zeros)
+
+
+# --------------------------------------------------------------------------- schedule, target
+def linear_epsilon(env_steps, *, start, end, duration):
+    """ε = max(end, start + (end - start) · env_steps / duration) (CleanRL)."""
+    frac = jnp.clip(env_steps / jnp.maximum(duration, 1.0), 0.0, 1.0)
+    return start + frac * (end - start)
+
+
+def update_target(online, target, *, tau):
+    """θ⁻ ← τ θ + (1 - τ) θ⁻; τ = 1 is the hard copy of DQN."""
+    return optax.incremental_update(online, target, tau)
+
+
+# --------------------------------------------------------------------------- values, targets, loss
+def sequence_q_values(net, params, carry0, obs, first, final_obs):
+    """Q of each step and of its successor along a window.
+
+    Args:
+      net: a sequence Q-network `(carry, obs [T, N, ...], first [T, N]) -> (carry, q)`.
+      carry0: carry before `obs[0]` (`()` for feedforward nets).
+      obs, final_obs: `[T, N, ...]`; `final_obs[t]` is the successor of `obs[t]`.
+      first: `[T, N]` bool; the carry is reset before reading `obs[t]` where True.
+
+    Returns:
+      `(q_tm1, q_t)`, both `[T, N, A]`: Q(h_{t-1}, obs_t) and Q(h_t, final_obs_t),
+      where h_t is the carry after reading obs_t (the successor never resets it).
+    """
+    not_first = jnp.zeros_like(first)
+    if not jax.tree.leaves(carry0):          # feedforward: no carry to thread
+        _, q_tm1 = net.apply(params, carry0, obs, first)
+        _, q_t = net.apply(params, carry0, final_obs, not_first)
+        return q_tm1, q_t
+
+    def step(carry, inputs):
+        o, f = inputs
+        carry, q = net.apply(params, carry, o[None], f[None])
+        return carry, (q[0], carry)
+
+    _, (q_tm1, carries) = jax.lax.scan(step, carry0, (obs, first))
+    t, n = first.shape
+    merge = lambda x: x.reshape((1, t * n, *x.shape[2:]))
+    _, q_t = net.apply(params, jax.tree.map(lambda c: merge(c)[0], carries), merge(final_obs),
+                       merge(not_first))
+    return q_tm1, q_t.reshape(q_tm1.shape)
+
+
+def q_targets(r_t, discount_t, truncated_t, q_t_value, q_t_selector, *, n: int):
+    """n-step (double) Q-learning targets along one window, `[T]`; vmap for batches.
+
+    yₜ = n_step_returns(r, γ, v, n, truncated)ₜ,  vₜ = q_t_value[t, argmax_a q_t_selector[t, a]].
+    Pass `q_t_selector = q_t_value` for plain Q-learning (max), the online net's
+    values for double Q. With n = 1: yₜ = rₜ + γₜ vₜ, as in `losses.q_learning_loss`.
+
+    Args:
+      r_t: rewards, [T].
+      discount_t: γ·(1 - terminated_t), [T].
+      truncated_t: bool [T]; an n-step sum stops at a truncation and bootstraps there.
+      q_t_value, q_t_selector: Q-values of each step's successor, [T, A].
+      n: static number of steps.
+
+    Returns:
+      Targets, [T] (not stop-gradiented).
+
+    References:
+      van Hasselt et al., Double Q-learning, AAAI 2016; Sutton & Barto §7.1.
+    """
+    best = jnp.argmax(q_t_selector, axis=-1)
+    v_t = jnp.take_along_axis(q_t_value, best[:, None], axis=-1)[:, 0]
+    return returns.n_step_returns(r_t, discount_t, v_t, n=n, truncated_t=truncated_t)
+
+
+def _window_values(net, params, steps: ReplayStep, layout: WindowLayout):
+    """Burn-in (no gradient through it), then `sequence_q_values` on the rest."""
+    batch = steps.reward.shape[1]
+    if layout.stored_carry:
+        carry = jax.tree.map(lambda c: c[0], steps.carry)
+    else:
+        carry = net.initial_carry(batch)
+    b = layout.burn_in
+    if b:
+        carry, _ = net.apply(params, carry, steps.obs[:b], steps.first[:b])
+        carry = sg(carry)
+    return sequence_q_values(net, params, carry, steps.obs[b:], steps.first[b:],
+                             steps.final_obs[b:])
+
+
+def window_q_loss(net, params, target_params, steps: ReplayStep, layout: WindowLayout, *,
+                  gamma, double_q: bool, n_step: int, huber_delta=None):
+    """Q-learning loss on sampled windows `[L, N]`; see the module docstring.
+
+    Returns:
+      `(loss, {"q_mean", "td_abs"})`.
+    """
+    q_tm1, q_t_online = _window_values(net, params, steps, layout)
+    _, q_t_target = _window_values(net, sg(target_params), steps, layout)
+    b = layout.burn_in
+    discount_t = gamma * (1.0 - steps.terminated[b:].astype(jnp.float32))
+    selector = sg(q_t_online) if double_q else q_t_target
+    y = jax.vmap(lambda *xs: q_targets(*xs, n=n_step), in_axes=1, out_axes=1)(
+        steps.reward[b:], discount_t, steps.truncated[b:], q_t_target, selector)
+    k = layout.loss_steps
+    q_a = jnp.take_along_axis(q_tm1[:k], steps.action[b:b + k, :, None], axis=-1)[..., 0]
+    y = sg(y[:k])
+    if huber_delta is None:
+        loss, _ = losses.value_loss(q_a, y)
+    else:
+        loss, _ = losses.huber_value_loss(q_a, y, delta=huber_delta)
+    return loss, {"q_mean": sg(jnp.mean(q_a)), "td_abs": sg(jnp.mean(jnp.abs(y - q_a)))}
+
+
+# --------------------------------------------------------------------------- training loop
+def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, head_sizes=()):
+    return nets.QNetwork(num_actions, nets.Trunk(
+        hidden_sizes=tuple(config.hidden_sizes), activation=config.activation, core=core,
+        core_size=core_size, head_sizes=tuple(head_sizes)))
+
+
+class _Loop(NamedTuple):
+    learner: TrainState
+    target_params: Any
+    buffer: Any
+    rollout: Any
+    key: jax.Array
+
+
+def _nan_metrics():
+    nan = jnp.full((), jnp.nan, jnp.float32)
+    return {"loss": nan, "q_mean": nan, "td_abs": nan, "grad_norm": nan}
+
+
+def _summarise(per_iter: dict) -> dict:
+    """Per-iteration metrics `[K]` -> one log row."""
+    n = per_iter["episodes"]
+    total = jnp.sum(n)
+    weighted = lambda x: jnp.where(total > 0, jnp.sum(jnp.where(n > 0, x * n, 0.0)) /
+                                   jnp.maximum(total, 1), jnp.nan)
+    row = {"episode_return": weighted(per_iter["episode_return"]),
+           "episode_length": weighted(per_iter["episode_length"]),
+           "episodes": total}
+    for name in ("loss", "q_mean", "td_abs", "grad_norm"):
+        row[name] = jnp.nanmean(per_iter[name])
+    row["epsilon"] = per_iter["epsilon"][-1]
+    row["env_steps"] = per_iter["env_steps"][-1]
+    return row
+
+
+def train_q(config: QConfig, rng, net, layout: WindowLayout) -> Result:
+    """The replay Q-learning loop, one `lax.scan` program: act ε-greedily for
+    `train_every` env steps, add them to replay, then (once `learning_starts` steps
+    are in) take `gradient_steps` steps on sampled windows; copy/Polyak the target
+    every `target_update_every` env steps.
+
+    Returns:
+      `Result(TrainState of the online net, metrics [total_steps // log_every])`.
+    """
+    cfg = config
+    env, env_params, obs_shape, num_actions = common.make_env(cfg)
+    agent = agents.q_agent(net)
+    rollout_len = cfg.train_every // cfg.num_envs
+    if cfg.learning_starts < cfg.num_envs * layout.length:
+        raise ValueError(f"learning_starts={cfg.learning_starts} must cover one window per env "
+                         f"(num_envs * {layout.length})")
+    iters_per_log = cfg.log_every // cfg.train_every
+    num_logs = cfg.total_steps // cfg.log_every
+    buffer = make_sequence_buffer(num_envs=cfg.num_envs, capacity=cfg.buffer_size,
+                                  batch_size=cfg.batch_size, sequence_length=layout.length,
+                                  period=layout.period)
+    tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+    huber = cfg.huber_delta if cfg.loss == "huber" else None
+
+    def loss_fn(params, batch):
+        steps, target_params = batch
+        return window_q_loss(net, params, target_params, steps, layout, gamma=cfg.gamma,
+                             double_q=cfg.double_q, n_step=cfg.n_step, huber_delta=huber)
+
+    learner = make_learner(loss_fn, tx)
+
+    k_init, k_reset, k_loop = common.split_params_key(rng)
+    params = agent.init(k_init, jnp.zeros(obs_shape, jnp.float32))
+    ro_state = init_rollout(env, env_params, agent, k_reset, cfg.num_envs)
+    example = ReplayStep(
+        obs=jnp.zeros(obs_shape, jnp.float32), first=jnp.zeros((), bool),
+        carry=jax.tree.map(lambda c: c[0], ro_state.carry) if layout.stored_carry else (),
+        action=jnp.zeros((), jnp.int32), reward=jnp.zeros((), jnp.float32),
+        terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
+        final_obs=jnp.zeros(obs_shape, jnp.float32))
+    init = _Loop(learner.init(params), params, buffer.init(example), ro_state, k_loop)
+    target_period = cfg.target_update_every // cfg.train_every
+
+    def learn(loop: _Loop, key):
+        def grad_step(state, k):
+            steps = buffer.sample(loop.buffer, k)
+            return learner.update(state, (steps, loop.target_params))
+
+        if cfg.gradient_steps == 1:
+            return grad_step(loop.learner, key)
+        state, metrics = jax.lax.scan(grad_step, loop.learner,
+                                      jax.random.split(key, cfg.gradient_steps))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    def iteration(loop: _Loop, i):
+        key, k_act, k_learn = jax.random.split(loop.key, 3)
+        steps_before = i * cfg.train_every
+        eps = linear_epsilon(steps_before, start=cfg.eps_start, end=cfg.eps_end,
+                             duration=cfg.exploration_fraction * cfg.total_steps)
+        ro_state, traj = rollout(agent, loop.learner.params, env, env_params, loop.rollout,
+                                 k_act, rollout_len, epsilon=eps)
+        buf = buffer.add(loop.buffer, replay_steps(traj, store_carry=layout.stored_carry))
+        loop = loop._replace(buffer=buf, rollout=ro_state, key=key)
+        steps_after = steps_before + cfg.train_every
+        learner_state, metrics = jax.lax.cond(
+            steps_after >= cfg.learning_starts,
+            lambda: learn(loop, k_learn),
+            lambda: (loop.learner, _nan_metrics()))
+        update_now = jnp.logical_and(steps_after >= cfg.learning_starts,
+                                     (i + 1) % target_period == 0)
+        target = jax.lax.cond(
+            update_now,
+            lambda: update_target(learner_state.params, loop.target_params, tau=cfg.tau),
+            lambda: loop.target_params)
+        loop = loop._replace(learner=learner_state, target_params=target)
+        out = {**common.trajectory_metrics(traj), **metrics, "epsilon": eps,
+               "env_steps": jnp.asarray(steps_after, jnp.float32)}
+        return loop, out
+
+    def log_block(loop, block):
+        idx = block * iters_per_log + jnp.arange(iters_per_log)
+        loop, per_iter = jax.lax.scan(iteration, loop, idx, unroll=cfg.unroll)
+        return loop, _summarise(per_iter)
+
+    final, metrics = jax.lax.scan(log_block, init, jnp.arange(num_logs))
+    return Result(final.learner, metrics)

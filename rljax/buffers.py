@@ -1,0 +1,132 @@
+"""Replay buffers as pure `init / add / sample` functions, on flashbax.
+
+One buffer shape serves DQN and DRQN: each env's steps are kept in time order
+(flashbax's trajectory buffer, `[num_envs, capacity // num_envs, ...]`), and a sample
+is `batch_size` windows of `sequence_length` consecutive steps of one env:
+
+  * DQN: `sequence_length = n_step` (1 = plain transitions). A window carries
+    `final_obs`, the true successor of each step (the finished episode's last
+    observation where the env auto-reset), so 1-step transitions need nothing else.
+  * DRQN: `sequence_length = burn_in + unroll`, windows starting every `period`
+    steps (overlap = `sequence_length - period`); `carry[0]` of a window is the
+    recurrent carry the actor had before it read `obs[0]` (R2D2's stored state).
+
+Adds and samples are time-major like `rljax.types.Trajectory`: `add` takes
+`[T, num_envs, ...]` and `sample` returns `[sequence_length, batch_size, ...]`.
+
+Flashbax's trajectory buffer samples only windows that lie inside what has been
+written, oldest first after wrap-around, so a window never crosses the write head
+(never mixes steps from different laps of the ring) and never reads unwritten slots
+(`tests/test_buffers.py` checks both). Window starts are `head + k * period`, where
+`head` is the oldest slot: the period grid moves with the ring once it is full.
+The state is a pytree of arrays (no Python side effects), so `init / add / sample`
+jit and vmap over seeds.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import chex
+import flashbax as fbx
+import jax
+import jax.numpy as jnp
+
+from rljax.types import Trajectory
+
+Array = jax.Array
+
+
+class ReplayStep(NamedTuple):
+    """One stored env step (any leading shape: `[T, B]` added, `[L, N]` sampled)."""
+
+    obs: Array         # [..., *obs_shape] the observation acted on
+    first: Array       # [...] bool, obs starts an episode
+    carry: Any         # [..., *carry] actor's carry before reading obs; () if feedforward
+    action: Array      # [...] int32
+    reward: Array      # [...] float32
+    terminated: Array  # [...] bool
+    truncated: Array   # [...] bool
+    final_obs: Array   # [..., *obs_shape] successor of obs (last obs of the episode at a done)
+
+
+class ReplayBuffer(NamedTuple):
+    """Pure replay functions (a `GradientTransformation`-like pair of pure functions).
+
+    init(example: ReplayStep unbatched) -> state
+    add(state, steps: ReplayStep [T, num_envs, ...]) -> state
+    sample(state, key) -> ReplayStep [sequence_length, batch_size, ...]
+    can_sample(state) -> bool scalar
+    """
+
+    init: Callable
+    add: Callable
+    sample: Callable
+    can_sample: Callable
+
+
+def replay_steps(traj: Trajectory, *, store_carry: bool) -> ReplayStep:
+    """The fields of a rollout fragment that replay keeps, `[T, B, ...]`.
+
+    Args:
+      traj: a rollout fragment.
+      store_carry: keep the per-step recurrent carry (DRQN); `()` otherwise.
+    """
+    return ReplayStep(
+        obs=traj.obs, first=traj.first, carry=traj.carry if store_carry else (),
+        action=traj.action.astype(jnp.int32), reward=traj.reward.astype(jnp.float32),
+        terminated=traj.terminated, truncated=traj.truncated, final_obs=traj.final_obs)
+
+
+def _swap_time_batch(tree):
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), tree)
+
+
+def make_sequence_buffer(*, num_envs: int, capacity: int, batch_size: int,
+                         sequence_length: int = 1, period: int = 1,
+                         min_steps: int | None = None) -> ReplayBuffer:
+    """A uniform replay of fixed-length windows of consecutive steps of one env.
+
+    Args:
+      num_envs: B, envs added per `add` (each env keeps its own time-ordered row).
+      capacity: total steps kept (all envs), a multiple of `num_envs`.
+      batch_size: windows per sample.
+      sequence_length: L, steps per window.
+      period: distance between the starts of windows that may be sampled
+        (1: any start; L: disjoint windows; L - overlap in R2D2 terms).
+      min_steps: total steps (all envs) before `can_sample` is True; default one
+        window per env.
+
+    Returns:
+      A `ReplayBuffer` of pure functions; all sizes are static.
+    """
+    if capacity % num_envs:
+        raise ValueError(f"capacity={capacity} must be a multiple of num_envs={num_envs}")
+    per_env = capacity // num_envs
+    if not 1 <= sequence_length <= per_env:
+        raise ValueError(f"sequence_length={sequence_length} must be in [1, capacity // num_envs"
+                         f" = {per_env}]")
+    if not 1 <= period <= sequence_length:
+        raise ValueError(f"period={period} must be in [1, sequence_length={sequence_length}]")
+    min_per_env = sequence_length if min_steps is None else max(-(-min_steps // num_envs),
+                                                                 sequence_length)
+    inner = fbx.make_trajectory_buffer(
+        add_batch_size=num_envs, sample_batch_size=batch_size,
+        sample_sequence_length=sequence_length, period=period,
+        min_length_time_axis=min_per_env, max_length_time_axis=per_env)
+
+    def init(example: ReplayStep):
+        return inner.init(example)
+
+    def add(state, steps: ReplayStep):
+        chex.assert_tree_shape_prefix(steps, (steps.reward.shape[0], num_envs))
+        return inner.add(state, _swap_time_batch(steps))
+
+    def sample(state, key) -> ReplayStep:
+        return _swap_time_batch(inner.sample(state, key).experience)
+
+    return ReplayBuffer(init, add, sample, inner.can_sample)
+
+
+def example_step(steps: ReplayStep) -> ReplayStep:
+    """An unbatched example (for `init`) from steps with leading `[T, B]` axes."""
+    return jax.tree.map(lambda x: x[0, 0], steps)
