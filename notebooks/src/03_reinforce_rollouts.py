@@ -171,8 +171,8 @@ runs = {
 results = {name: jax.device_get(jax.jit(reinforce.train)(config, jax.random.key(0)).metrics)
            for name, config in runs.items()}
 for name, m in results.items():
-    print(f"{name:14s} rho mean over training {np.mean(m['rho_mean']):.3f}"
-          f" | clipped fraction {np.mean(m['rho_clip_frac']):.3f}")
+    print(f"{name:14s} return (last 50 updates) {np.nanmean(m['episode_return'][-50:]):6.1f}"
+          f" | rho mean {np.mean(m['rho_mean']):.3f} | clipped fraction {np.mean(m['rho_clip_frac']):.3f}")
 
 
 # %%
