@@ -84,9 +84,8 @@ print("logits", logits.shape, "value", value.shape)
 #
 # **Discounts.** `gamma * (1 - terminated)`: only a real ending stops bootstrapping.
 # SaLinA's tutorial multiplied by `1 - done`, so its critic learned that every 100th
-# step of a balanced pole is worth nothing; it also shifted the workspace by one step
-# between updates, which recorded the boundary transition twice. Here every step sits
-# in exactly one fragment.
+# step of a balanced pole is worth nothing; its loop also counted the transition at
+# each fragment boundary twice. Here every step sits in exactly one fragment.
 
 # %%
 last_value = onpolicy.bootstrap_value(agent, params, traj)     # V(last_obs), [B]
