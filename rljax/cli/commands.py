@@ -139,7 +139,7 @@ def train(args, console: Console) -> Path:
         run_dir = Path(args.resume)
         if start:
             state, done_metrics = rundir.load_checkpoint(run_dir, start, state_like, metric_like)
-            console.print(f"resuming {run_dir} from update {start}/{num_updates}")
+            console.print(f"resuming {run_dir} from update {start}/{num_updates}", soft_wrap=True)
     else:
         run_dir = rundir.new_run_dir(args.out, record["algo"], config.env_id)
         rundir.write_config(run_dir, record)

@@ -116,7 +116,7 @@ def test_bad_input_is_one_line_and_status_2(argv, message, capsys, tmp_path, mon
 def test_exit_status_of_the_process(cache):
     proc = rljax("train", "dqx", cache=cache, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["rljax: error: unknown algorithm 'dqx'; known: "
+    assert proc.stderr.strip().splitlines() == ["rljax: error: unknown algorithm 'dqx' (did you mean dqn?); known: "
                                                 + ", ".join(configs.ALGOS)]
 
 
