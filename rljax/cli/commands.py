@@ -47,6 +47,15 @@ def _seed_keys(seed: int, seeds: int):
     return jax.random.split(jax.random.key(seed), seeds)
 
 
+def progress_segment(num_updates: int, reports: int = 40) -> int:
+    """Updates per segment when the progress bar advances between segments: a divisor
+    of `num_updates` near `num_updates / reports`, so one program serves every segment."""
+    target = max(1, num_updates // reports)
+    divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
+    best = min(divisors, key=lambda d: abs(d - target))
+    return best if num_updates // best <= 4 * reports else target
+
+
 def _segments(start: int, total: int, every: int | None) -> list[int]:
     """Segment lengths from update `start` to `total` (all of them: one segment)."""
     if not every:
@@ -117,14 +126,24 @@ def train(args, console: Console) -> Path:
             raise UsageError(f"{run_dir} finished already (it has {rundir.PARAMS}/); "
                              f"`rljax eval {run_dir}` evaluates it")
         start = rundir.latest_checkpoint(run_dir) or 0
-    segments = _segments(start, num_updates, every)
+    # Segments: checkpoints when asked; else, with a progress bar, ~40 equal pieces so the
+    # bar advances between them and the programs stay free of host callbacks (cacheable);
+    # with --live-progress or --quiet, one piece.
+    live = args.live_progress and not args.quiet
+    if every:
+        seg = every
+    elif args.quiet or live:
+        seg = None
+    else:
+        seg = progress_segment(num_updates)
+    segments = _segments(start, num_updates, seg)
     steps_per_update = config.num_envs * config.num_steps
     progress = Progress(num_updates * steps_per_update, seeds, start_steps=start * steps_per_update,
                         console=console, enabled=not args.quiet, label=record["algo"])
     cb_every = reports_every(num_updates)
 
     def segment_fn(n):
-        fn = functools.partial(run, num_updates=n, callback=None if args.quiet else progress.callback,
+        fn = functools.partial(run, num_updates=n, callback=progress.callback if live else None,
                                callback_every=cb_every)
         return jax.jit(jax.vmap(fn))
 
@@ -159,8 +178,8 @@ def train(args, console: Console) -> Path:
                 so_far = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *pieces)
                 pieces = [so_far]
                 rundir.save_checkpoint(run_dir, at, state, so_far)
-            if args.quiet:
-                progress.advance(at * steps_per_update)
+            if not live:
+                progress.advance(at * steps_per_update, _last_return(metrics))
         jax.block_until_ready(state)
     train_s = time.perf_counter() - t_start - compile_s
     metrics = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1), *pieces)
@@ -186,6 +205,13 @@ def _train_whole(args, console, record, algo, config, keys) -> Path:
     _finish(console, run_dir, record, config, result.train_state.params, metrics, compile_s=compile_s,
             train_s=time.perf_counter() - t0 - compile_s, updates_run=metrics["env_steps"].shape[1])
     return run_dir
+
+
+def _last_return(metrics) -> float:
+    """Mean over seeds of the last finite episode return of a segment (NaN if none)."""
+    ret = np.asarray(metrics["episode_return"])        # [seeds, updates]
+    last = [r[np.isfinite(r)][-1] for r in ret if np.isfinite(r).any()]
+    return float(np.mean(last)) if last else float("nan")
 
 
 def _final_returns(metrics) -> np.ndarray:

@@ -38,14 +38,14 @@ class UsageError(Exception):
     """Bad input from the command line or a config file: one line, exit status 2."""
 
 
-def _close(word: str, choices) -> str:
+def close_match(word: str, choices) -> str:
     match = difflib.get_close_matches(word, list(choices), n=3)
     return f" (did you mean {', '.join(match)}?)" if match else ""
 
 
 def get_algo(name: str) -> types.ModuleType:
     if name not in ALGOS:
-        raise UsageError(f"unknown algorithm {name!r}{_close(name, ALGOS)}; "
+        raise UsageError(f"unknown algorithm {name!r}{close_match(name, ALGOS)}; "
                          f"known: {', '.join(ALGOS)}")
     return ALGOS[name]
 
@@ -158,7 +158,7 @@ def make_config(algo: types.ModuleType, changes: dict[str, Any]):
     for key, value in changes.items():
         if key not in names:
             raise UsageError(f"unknown field {key!r} for {algo.__name__.split('.')[-1]}"
-                             f"{_close(key, names)}; `rljax list` shows the fields")
+                             f"{close_match(key, names)}; `rljax list` shows the fields")
         values[key] = coerce(cls, key, value)
     try:
         return cls(**values)

@@ -3,6 +3,8 @@
     rljax train [ALGO] [--env ID] [--seeds N] [--set field=value ...] [--config FILE]
                 [--out DIR] [--quiet] [--checkpoint-every N] [--resume RUN_DIR]
     rljax eval RUN_DIR [--episodes N] [--stochastic]
+    rljax sweep ALGO --grid FIELD=V1,V2 [--samples N --log-uniform FIELD=LO:HI ...] [--seeds N]
+    rljax bench [--only CASE ...] [--scale X]
     rljax list [ALGO]
 
 Exit status: 0 on success, 2 on bad input (one line on stderr, before any compile).
@@ -17,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from rljax.cli import sweep_command
 from rljax.cli.configs import ALGOS, DEFAULT_ALGO, UsageError
 
 TRAIN_HELP = """\
@@ -39,8 +42,9 @@ def cache_dir() -> Path:
 
 
 def enable_compilation_cache() -> None:
-    """JAX's persistent compilation cache in the user cache folder (RLJAX_NO_CACHE=1: off)."""
-    if os.environ.get("RLJAX_NO_CACHE"):
+    """JAX's persistent compilation cache in the user cache folder (RLJAX_NO_CACHE=1: off;
+    a JAX_COMPILATION_CACHE_DIR set by the user is used as it is)."""
+    if os.environ.get("RLJAX_NO_CACHE") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     import jax
     path = cache_dir()
@@ -60,7 +64,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rljax", description="JAX-functional reinforcement learning.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,sweep,bench,list}",
+                                parser_class=_Parser)
     sub.required = True
 
     t = sub.add_parser("train", help="train an algorithm on vmapped seeds", description=TRAIN_HELP,
@@ -77,9 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(or a run folder's config.json); --env and --set override it")
     t.add_argument("--out", metavar="DIR", help="run folder (must not exist or be empty; "
                    "default runs/ALGO-ENV-TIME)")
-    t.add_argument("--quiet", action="store_true",
-                   help="no progress bar (the program then has no host callback, so JAX's "
-                        "persistent cache can also keep it)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--live-progress", action="store_true",
+                   help="feed the progress bar from inside the compiled program (a host "
+                        "callback every ~1%% of the run) instead of between segments of it; "
+                        "JAX's persistent cache cannot keep programs with host callbacks, so "
+                        "such a run always compiles")
     t.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="save a resumable checkpoint every N updates")
     t.add_argument("--resume", metavar="RUN_DIR",
@@ -90,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=20, help="episodes per seed (default 20)")
     e.add_argument("--stochastic", action="store_true", help="sample actions (default: greedy)")
     e.add_argument("--seed", type=int, default=1, help="evaluation seed (default 1)")
+
+    sweep_command.add_parser(sub)
+    sub.add_parser("bench", help="throughput benchmarks (env steps/s, compile time, memory); "
+                   "`rljax bench --help` for its options", add_help=False)
 
     ls = sub.add_parser("list", help="algorithms, envs and config fields (static vs traced)")
     ls.add_argument("algo", nargs="?", metavar="ALGO", help="show only this algorithm's fields")
@@ -122,6 +134,14 @@ def list_command(args, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:          # its own parser (rljax.bench)
+        from rljax import bench
+        try:
+            bench.main(argv[1:])
+        except SystemExit as e:
+            return e.code
+        return 0
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:            # --help (0) or a usage error (2)
@@ -137,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             commands.train(args, console)
         elif args.command == "eval":
             commands.eval_run(args, console)
+        elif args.command == "sweep":
+            sweep_command.sweep_command(args, console)
         return 0
     except UsageError as e:
         print(f"rljax: error: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ TINY = ["--seeds", "2", "--set", "total_steps=1024", "--set", "num_envs=4", "--s
 
 def rljax(*args, cache, timeout=240):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(cache), "COLUMNS": "100"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)     # the command's own cache folder, under `cache`
     return subprocess.run([sys.executable, "-m", "rljax", *map(str, args)], capture_output=True,
                           text=True, env=env, timeout=timeout, cwd=cache)
 
@@ -162,3 +163,53 @@ def test_list(capsys):
     assert cli_main(["list"]) == 0
     out = capsys.readouterr().out
     assert "CartPole-v1" in out and "traced" in out and "static" in out and "reinforce" in out
+
+
+def test_default_progress_run_is_cached_and_live_progress_also_works(tmp_path):
+    """With the progress bar on (advanced between segments), the training programs hold
+    no host callback, so JAX's persistent cache keeps them: a second run compiles nothing."""
+    cache = tmp_path / "xdg"
+    cache.mkdir()
+    first = rljax("train", "a2c", *TINY, "--out", tmp_path / "one", cache=cache)
+    assert first.returncode == 0, first.stderr[-3000:]
+    entries = set(os.listdir(cache / "rljax" / "jax"))
+    assert entries                                             # something was cached
+    second = rljax("train", "a2c", *TINY, "--out", tmp_path / "two", cache=cache)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert set(os.listdir(cache / "rljax" / "jax")) == entries  # nothing new to compile
+    np.testing.assert_array_equal(rundir.read_metrics(tmp_path / "one")["loss"],
+                                  rundir.read_metrics(tmp_path / "two")["loss"])
+    live = rljax("train", "a2c", *TINY, "--live-progress", "--out", tmp_path / "live", cache=cache)
+    assert live.returncode == 0, live.stderr[-3000:]
+    np.testing.assert_allclose(rundir.read_metrics(tmp_path / "live")["loss"],
+                               rundir.read_metrics(tmp_path / "one")["loss"], rtol=1e-4, atol=1e-6)
+
+
+def test_sweep_command(tmp_path):
+    out = tmp_path / "sweep"
+    proc = rljax("sweep", "a2c", "--grid", "lr=3e-3,1e-2", "--seeds", "2",
+                 "--set", "total_steps=1024", "--out", out, cache=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = (out / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and "lr" in rows[0]
+    assert (out / "curves.csv").is_file() and json.loads((out / "sweep.json").read_text())["seeds"] == 2
+    assert "final_return" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "num_envs=4,8"], "num_envs is a static field"),
+    (["--grid", "lrr=1,2"], "unknown field 'lrr' in --grid (did you mean lr?)"),
+    (["--log-uniform", "lr=1e-3:1e-2"], "need --samples N"),
+    (["--samples", "3", "--uniform", "lr=a:b"], "--uniform expects FIELD=LOW:HIGH"),
+])
+def test_sweep_command_errors(tmp_path, args, message):
+    proc = rljax("sweep", "a2c", *args, "--out", tmp_path / "s", cache=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_bench_command_help(tmp_path):
+    proc = rljax("bench", "--help", cache=tmp_path, timeout=120)
+    assert proc.returncode == 0 and "--only" in proc.stdout and "ppo-1" in proc.stdout
