@@ -207,3 +207,94 @@ def test_vmapped_and_sharded_init_completes_without_deadlock():
     except subprocess.TimeoutExpired:
         pytest.fail("jit(vmap(network.init)) over 4 keys hung for 120 s (LAPACK deadlock?)")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- GRU custom VJP
+def _gru_reference(w_h, b_h, h0, xi, first, unroll=1):
+    """The plain `lax.scan` GRU (what jax autodiff differentiates), for `gru_recurrence`."""
+    h_size = h0.shape[-1]
+
+    def body(h, inp):
+        xi_t, f = inp
+        h = jnp.where(f[:, None], 0.0, h)
+        hh = h @ w_h + b_h
+        r = jax.nn.sigmoid(xi_t[:, :h_size] + hh[:, :h_size])
+        z = jax.nn.sigmoid(xi_t[:, h_size:2 * h_size] + hh[:, h_size:2 * h_size])
+        n = jnp.tanh(xi_t[:, 2 * h_size:] + r * hh[:, 2 * h_size:])
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    return jax.lax.scan(body, h0, (xi, first), unroll=unroll)
+
+
+def _gru_args(t_len, batch=3, h_size=6, seed=0):
+    rng = np.random.default_rng(seed)
+    w_h = rng.normal(size=(h_size, 3 * h_size)).astype(np.float32) / np.sqrt(h_size)
+    b_h = rng.normal(size=3 * h_size).astype(np.float32) * 0.3
+    h0 = rng.normal(size=(batch, h_size)).astype(np.float32)
+    xi = rng.normal(size=(t_len, batch, 3 * h_size)).astype(np.float32)
+    first = np.zeros((t_len, batch), bool)
+    if t_len == 1:
+        first[0, 1] = True                      # column 1 resets, the others continue
+    else:                                       # mid-sequence resets, different per column
+        first[[2, 5], 0] = True
+        first[[0, 3], 1] = True
+        first[t_len - 1, 2] = True
+    # cotangent weights for a scalar function of (h_T, ys)
+    w_ys = rng.normal(size=(t_len, batch, h_size)).astype(np.float32)
+    w_hT = rng.normal(size=(batch, h_size)).astype(np.float32)
+    return (w_h, b_h, h0, xi, first), (w_ys, w_hT)
+
+
+def _gru_loss(fn, first, w_ys, w_hT, unroll):
+    def loss(w_h, b_h, h0, xi):
+        h_T, ys = fn(w_h, b_h, h0, xi, first, unroll)
+        return jnp.sum(w_ys * jnp.tanh(ys)) + jnp.sum(w_hT * h_T)
+    return loss
+
+
+@pytest.mark.parametrize("t_len, unroll", [(1, 1), (7, 1), (7, 2)])
+def test_gru_custom_vjp_equals_autodiff_of_the_scan(t_len, unroll):
+    (w_h, b_h, h0, xi, first), (w_ys, w_hT) = _gru_args(t_len)
+    for wrap in (lambda f: f, jax.jit):
+        out = wrap(partial(nets.gru_recurrence, unroll=unroll))(w_h, b_h, h0, xi, first)
+        ref = _gru_reference(w_h, b_h, h0, xi, first)
+        jax.tree.map(partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-6), out, ref)
+        grads = [wrap(jax.grad(_gru_loss(fn, first, w_ys, w_hT, unroll), argnums=(0, 1, 2, 3)))(
+            w_h, b_h, h0, xi) for fn in (nets.gru_recurrence, _gru_reference)]
+        for g, g_ref, name in zip(*grads, ["w_h", "b_h", "h0", "xi"]):
+            np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6, err_msg=name)
+    # the resets cut the gradient: column 1 resets at t = 0, so h0[1] gets none
+    assert np.all(np.asarray(grads[0][2])[1] == 0.0)
+
+
+@pytest.mark.parametrize("t_len", [1, 7])
+def test_gru_custom_vjp_under_vmap(t_len):
+    """Per-example gradients (weights shared, sequences batched) and the gradient
+    of a vmapped loss (the cotangent of the shared weights sums over the batch)."""
+    n_seq = 2
+    args = [_gru_args(t_len, seed=s) for s in range(n_seq)]
+    w_h, b_h = args[0][0][:2]
+    stack = lambda get: np.stack([get(a) for a in args])
+    h0, xi, first = (stack(lambda a, i=i: a[0][i]) for i in (2, 3, 4))
+    w_ys, w_hT = (stack(lambda a, i=i: a[1][i]) for i in (0, 1))
+
+    def per_example(fn):
+        def g(w_h, b_h, h0, xi, first, w_ys, w_hT):
+            return jax.grad(_gru_loss(fn, first, w_ys, w_hT, 1), argnums=(0, 1, 2, 3))(w_h, b_h, h0, xi)
+        return jax.jit(jax.vmap(g, in_axes=(None, None, 0, 0, 0, 0, 0)))
+
+    def summed(fn):
+        def total(w_h, b_h, h0, xi):
+            each = jax.vmap(lambda h0, xi, first, w_ys, w_hT: _gru_loss(fn, first, w_ys, w_hT, 1)(
+                w_h, b_h, h0, xi))(h0, xi, first, w_ys, w_hT)
+            return each.sum()
+        return jax.jit(jax.grad(total, argnums=(0, 1, 2, 3)))
+
+    for make in (per_example, summed):
+        a = make(nets.gru_recurrence)
+        b = make(_gru_reference)
+        call = (lambda f: f(w_h, b_h, h0, xi, first, w_ys, w_hT)) if make is per_example \
+            else (lambda f: f(w_h, b_h, h0, xi))
+        for g, g_ref, name in zip(call(a), call(b), ["w_h", "b_h", "h0", "xi"]):
+            np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6, err_msg=f"{make.__name__} {name}")

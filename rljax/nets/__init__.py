@@ -2,9 +2,10 @@
 from rljax.nets.initializers import orthogonal
 from rljax.nets.mlp import MLP, activation, dense
 from rljax.nets.networks import ActorCritic, QNetwork, Trunk
-from rljax.nets.recurrent import MaskedGRU, MaskedLSTM, initial_carry, make_core, masked_scan
+from rljax.nets.recurrent import (MaskedGRU, MaskedLSTM, gru_recurrence, initial_carry, make_core,
+                                  masked_scan)
 
 __all__ = [
     "orthogonal", "MLP", "activation", "dense", "ActorCritic", "QNetwork", "Trunk",
-    "initial_carry", "MaskedGRU", "MaskedLSTM", "make_core", "masked_scan",
+    "gru_recurrence", "initial_carry", "MaskedGRU", "MaskedLSTM", "make_core", "masked_scan",
 ]

@@ -22,7 +22,7 @@ class Trunk(nn.Module):
     core_size: int = 128
     head_sizes: Sequence[int] = ()  # layers after the core
     obs_ndim: int = 1               # trailing observation axes to flatten
-    unroll: int = 8
+    unroll: int | None = None       # lax.scan unroll of the core; None: the core's default
 
     @nn.compact
     def __call__(self, carry, obs, first):
