@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from rljax.metrics import smooth
 from rljax import losses, returns, rollout
 from rljax.algos import a2c, onpolicy
 from rljax.algos.common import make_env
@@ -178,16 +179,6 @@ print("updates:", metrics["episode_return"].shape[1], "| env steps per seed:",
 
 
 # %%
-def smooth(x, window=20):
-    """Running mean over the last `window` entries, skipping NaN (no episode ended)."""
-    out = np.full(len(x), np.nan)
-    for i in range(len(x)):
-        chunk = x[max(0, i - window + 1): i + 1]
-        if np.isfinite(chunk).any():
-            out[i] = np.nanmean(chunk)
-    return out
-
-
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 for seed in range(SEEDS):
     steps = metrics["env_steps"][seed]

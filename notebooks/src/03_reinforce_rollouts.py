@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from rljax.metrics import smooth
 from rljax import returns, rollout
 from rljax.algos import onpolicy, reinforce
 from rljax.algos.common import make_env
@@ -187,16 +188,6 @@ for name, m in results.items():
 
 
 # %%
-def smooth(x, window=20):
-    """Running mean over the last `window` entries, skipping NaN (no episode ended)."""
-    out = np.full(len(x), np.nan)
-    for i in range(len(x)):
-        chunk = x[max(0, i - window + 1): i + 1]
-        if np.isfinite(chunk).any():
-            out[i] = np.nanmean(chunk)
-    return out
-
-
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 for name, m in results.items():
     axes[0].plot(m["env_steps"], smooth(m["episode_return"]), label=name)

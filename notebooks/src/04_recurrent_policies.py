@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from rljax.metrics import smooth
 from rljax import agents, nets, rollout
 from rljax.algos import a2c, onpolicy
 from rljax.algos.common import make_env
@@ -169,16 +170,6 @@ lambdas = jnp.array([0.0, 0.0, 0.9, 0.9])
 configs = jax.vmap(lambda lam: dataclasses.replace(config, gae_lambda=lam))(lambdas)
 result = jax.jit(jax.vmap(a2c.train))(configs, jax.random.split(jax.random.key(0), len(lambdas)))
 metrics = jax.device_get(result.metrics)
-
-
-def smooth(x, window=20):
-    """Running mean over the last `window` entries, skipping NaN (no episode ended)."""
-    out = np.full(len(x), np.nan)
-    for i in range(len(x)):
-        chunk = x[max(0, i - window + 1): i + 1]
-        if np.isfinite(chunk).any():
-            out[i] = np.nanmean(chunk)
-    return out
 
 
 for i, lam in enumerate(lambdas):

@@ -27,10 +27,10 @@ FULL_STEPS = 200_000
 import time
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from rljax.metrics import smooth
 from rljax import envs
 from rljax.algos import dqn, drqn, ppo
 
@@ -114,16 +114,6 @@ for name, (train, config) in runs.items():
 # 0.05 over the first half of the run, so their training returns lag their greedy ones.
 
 # %%
-def smooth(x, window):
-    """Running mean over the last `window` entries, skipping NaN (no episode ended)."""
-    out = np.full(len(x), np.nan)
-    for i in range(len(x)):
-        chunk = x[max(0, i - window + 1): i + 1]
-        if np.isfinite(chunk).any():
-            out[i] = np.nanmean(chunk)
-    return out
-
-
 fig, ax = plt.subplots(figsize=(8, 4))
 for name, result in results.items():
     m = jax.device_get(result.metrics)

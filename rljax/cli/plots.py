@@ -8,17 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rljax.cli.rundir import atomic_write
-
-
-def smooth(returns: np.ndarray, window: int) -> np.ndarray:
-    """NaN-aware trailing mean over `window` updates of `[seeds, updates]` returns."""
-    finite = np.isfinite(returns)
-    values = np.where(finite, returns, 0.0)
-    kernel = np.ones(window)
-    conv = lambda x: np.stack([np.convolve(row, kernel)[: x.shape[1]] for row in x])
-    total, count = conv(values), conv(finite.astype(float))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+from rljax.metrics import smooth
 
 
 def learning_curve(metrics: dict, path: Path, *, title: str = "") -> None:
