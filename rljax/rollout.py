@@ -106,14 +106,15 @@ def rollout(agent: Agent, params, env, env_params, state: RolloutState, key, num
     return last, traj
 
 
-def successor_values(traj: Trajectory, last_value) -> jax.Array:
+def successor_values(traj: Trajectory, last_value, value=None) -> jax.Array:
     """`v_t [T, B]`: the value of the state after each step, for returns.
 
     `value[t + 1]` inside the fragment, `last_value` after its last step, and
     V(final_obs[t]) where the episode was truncated at `t`. (At terminations the
-    value is irrelevant: the discount is 0 there.)
+    value is irrelevant: the discount is 0 there.) `value [T, B]` are the values of
+    `traj.obs`; by default the acting ones, `traj.outputs.value`.
     """
-    value = traj.outputs.value
+    value = traj.outputs.value if value is None else value
     next_value = jnp.concatenate([value[1:], last_value[None]], axis=0)
     return jnp.where(traj.truncated, traj.final_value, next_value)
 

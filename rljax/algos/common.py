@@ -56,8 +56,3 @@ def check_divides(name_a: str, a: int, name_b: str, b: int) -> None:
     """Raise a clear error when `b` does not divide `a` (static sizes)."""
     if b <= 0 or a % b:
         raise ValueError(f"{name_a}={a} must be divisible by {name_b}={b}")
-
-
-def split_params_key(rng):
-    """Keys for (network init, env reset, training loop)."""
-    return jax.random.split(rng, 3)

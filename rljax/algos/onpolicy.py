@@ -83,7 +83,7 @@ def bootstrap_value(agent, params, traj: Trajectory) -> jax.Array:
 def successor_values_of(agent, params, traj: Trajectory, value_t: jax.Array) -> jax.Array:
     """`v_t [T, B]` from values `value_t [T, B]` of `traj.obs` under `params`."""
     last_value = jax.lax.stop_gradient(bootstrap_value(agent, params, traj))
-    return successor_values(traj._replace(outputs=traj.outputs._replace(value=value_t)), last_value)
+    return successor_values(traj, last_value, value_t)
 
 
 def discounts(config, traj: Trajectory) -> jax.Array:
@@ -243,14 +243,6 @@ def train_loop(loop: Loop, rng, *, callback=None, callback_every: int = 1) -> Re
     state, metrics = loop.run(loop.init(rng), loop.num_updates, callback=callback,
                               callback_every=callback_every)
     return Result(state.train_state, metrics)
-
-
-def run(config: ActorCriticConfig, rng, *, agent, env, env_params, obs_shape,
-        tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0) -> Result:
-    """Train with `learn(train_state, traj, key) -> (train_state, metrics)` per rollout."""
-    return train_loop(make_loop(config, agent=agent, env=env, env_params=env_params,
-                                obs_shape=obs_shape, tx=tx, learn=learn,
-                                behaviour_lag=behaviour_lag), rng)
 
 
 def check_minibatches(config, num_minibatches: int) -> None:

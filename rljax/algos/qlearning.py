@@ -265,7 +265,7 @@ def train_q(config: QConfig, rng, net, layout: WindowLayout) -> Result:
 
     learner = make_learner(loss_fn, tx)
 
-    k_init, k_reset, k_loop = common.split_params_key(rng)
+    k_init, k_reset, k_loop = jax.random.split(rng, 3)
     params = agent.init(k_init, jnp.zeros(obs_shape, jnp.float32))
     ro_state = init_rollout(env, env_params, agent, k_reset, cfg.num_envs)
     example = ReplayStep(
