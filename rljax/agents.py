@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rljax.distributions import categorical_log_prob, categorical_sample, epsilon_greedy
+from rljax.distributions import epsilon_greedy
 from rljax.types import Agent, PolicyOutput, QOutput
 
 
@@ -29,17 +29,14 @@ def _apply_once(net, params, carry, obs, first):
 
 
 def actor_critic(net) -> Agent:
-    """An agent over an `ActorCritic` network: samples from the categorical policy,
-    or takes its mode when `greedy=True` (rlstructures' stochastic/deterministic)."""
+    """An agent over an `ActorCritic` network: samples from its policy distribution,
+    or takes the mode when `greedy=True` (rlstructures' stochastic/deterministic).
+    Works for any distribution value (`rljax.distributions`)."""
 
     def step(params, carry, obs, first, key, *, greedy: bool = False):
-        carry, (logits, value) = _apply_once(net, params, carry, obs, first)
-        if greedy:
-            action = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        else:
-            action = categorical_sample(key, logits)
-        log_prob = categorical_log_prob(logits, action)
-        return carry, PolicyOutput(action, log_prob, value, logits)
+        carry, (dist, value) = _apply_once(net, params, carry, obs, first)
+        action = dist.mode() if greedy else dist.sample(key)
+        return carry, PolicyOutput(action, dist.log_prob(action), value, dist)
 
     def unroll(params, carry, obs, first):
         return net.apply(params, carry, obs, first)

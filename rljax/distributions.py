@@ -1,9 +1,21 @@
-"""Categorical distributions as plain functions of logits.
+"""Action distributions as values, and the plain functions behind them.
 
-All functions take unnormalised log-probabilities `logits` with the action axis
-last, `[..., A]`, and work for any leading batch shape.
+A policy head returns a distribution *value*: a NamedTuple of arrays (so it passes
+through `lax.scan`, `vmap` and `jit` as a pytree) with four methods that the agents
+and losses use and nothing else:
+
+    dist.sample(key) -> action [...]        dist.log_prob(action) -> [...]
+    dist.mode() -> action [...]             dist.entropy() -> [...]
+
+Rollouts store the sampled action and its log-probability; losses take
+log-probabilities and entropies, never logits, so a new distribution (a Gaussian
+for continuous actions) needs no change to the rollout, the losses, the buffers or
+the command. `Categorical` is the discrete one; the functions `categorical_*` work on
+logits with the action axis last, `[..., A]`, for any leading batch shape.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import chex
 import jax
@@ -96,3 +108,25 @@ def epsilon_greedy(key: Array, q: Array, epsilon) -> Array:
     random_action = jax.random.randint(action_key, (batch,), 0, num_actions, dtype=jnp.int32)
     greedy_action = jnp.argmax(q, axis=-1).astype(jnp.int32)
     return jnp.where(explore, random_action, greedy_action)
+
+
+class Categorical(NamedTuple):
+    """π(a) = softmax(logits)[a] over `A` discrete actions; batch shape `logits.shape[:-1]`."""
+
+    logits: Array   # [..., A] unnormalised log-probabilities
+
+    def sample(self, key: Array) -> Array:
+        """Independent draws for every leading index, int32 `[...]`."""
+        return categorical_sample(key, self.logits)
+
+    def log_prob(self, action: Array) -> Array:
+        """log π(action), `[...]`."""
+        return categorical_log_prob(self.logits, action)
+
+    def entropy(self) -> Array:
+        """H(π), `[...]`."""
+        return categorical_entropy(self.logits)
+
+    def mode(self) -> Array:
+        """argmax_a π(a), int32 `[...]` (the greedy action)."""
+        return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)

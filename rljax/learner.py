@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rljax import parallel
+
 
 class TrainState(NamedTuple):
     params: optax.Params
@@ -24,22 +26,20 @@ class Learner(NamedTuple):
     update: Callable  # (TrainState, batch) -> (TrainState, metrics)
 
 
-def make_learner(loss_fn: Callable, tx: optax.GradientTransformation, *,
-                 axis_name: str | None = None) -> Learner:
+def make_learner(loss_fn: Callable, tx: optax.GradientTransformation) -> Learner:
     """`loss_fn(params, batch) -> (loss, metrics)`; one gradient step per `update`.
 
-    `axis_name`: data parallelism under `jax.shard_map` with replicated params. The
-    loss is `pmean`ed over that axis; since the params are replicated, their
-    gradient then arrives already averaged over devices (the transpose of the
-    broadcast sums it), so the grads are *not* `pmean`ed again (CONVENTIONS.md 8).
-    Params and optimizer state stay identical on every device.
+    Under data parallelism (`rljax.parallel`) the loss is `pmean`ed over devices;
+    since the params are replicated, their gradient then arrives already averaged
+    over devices (the transpose of the broadcast sums it), so the grads are *not*
+    `pmean`ed again (CONVENTIONS.md 8). Params and optimizer state stay identical
+    on every device. On one device this is the plain loss.
     """
-    if axis_name is not None:
-        local_loss_fn = loss_fn
+    local_loss_fn = loss_fn
 
-        def loss_fn(params, batch):
-            loss, metrics = local_loss_fn(params, batch)
-            return jax.lax.pmean(loss, axis_name), metrics
+    def loss_fn(params, batch):
+        loss, metrics = local_loss_fn(params, batch)
+        return parallel.pmean(loss), metrics
 
     def init(params) -> TrainState:
         return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))

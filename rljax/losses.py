@@ -3,7 +3,9 @@
 They read no config and touch no optimizer. Each accepts any leading batch shape
 (`[N]` or `[T, B]`) and averages over all elements. Targets, advantages and
 importance weights are wrapped in `stop_gradient`, so only the quantity being
-fitted carries gradient.
+fitted carries gradient. Policy losses take log-probabilities and entropies (from a
+distribution value, `rljax.distributions`), never logits, so they serve every
+action space.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from rljax.distributions import categorical_entropy, categorical_log_prob
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -31,14 +32,13 @@ def _check_logits_action(logits: Array, action: Array, *per_action: Array) -> No
     chex.assert_equal_shape([action, *per_action])
 
 
-def policy_gradient_loss(logits, action, advantage):
+def policy_gradient_loss(log_pi, advantage):
     """Policy-gradient (REINFORCE / A2C) loss.
 
     L = -mean[ log π(aₜ|sₜ) · sg(Aₜ) ].
 
     Args:
-      logits: policy logits, [..., A].
-      action: actions taken, int [...].
+      log_pi: log π(aₜ|sₜ) of the actions taken, under the current params, [...].
       advantage: advantages (or returns), [...].
 
     Returns:
@@ -48,22 +48,20 @@ def policy_gradient_loss(logits, action, advantage):
       Williams, Simple statistical gradient-following algorithms for
       connectionist reinforcement learning, Machine Learning 1992.
     """
-    _check_logits_action(logits, action, advantage)
-    log_pi = categorical_log_prob(logits, action)
+    chex.assert_equal_shape([log_pi, advantage])
     return -jnp.mean(log_pi * sg(advantage)), {}
 
 
-def importance_weighted_pg_loss(logits, action, returns, log_mu, *, c_bar, baseline=None):
+def importance_weighted_pg_loss(log_pi, log_mu, returns, *, c_bar, baseline=None):
     """Off-policy REINFORCE with truncated importance weights (rlplay).
 
     ρₜ = sg(min(exp(log π(aₜ) - log μ(aₜ)), c̄)),
     L = -mean[ ρₜ · sg(Gₜ - bₜ) · log π(aₜ) ].
 
     Args:
-      logits: current policy logits, [..., A].
-      action: actions taken by the behaviour policy μ, int [...].
+      log_pi: log π(aₜ|sₜ) under the current params, [...].
+      log_mu: log μ(aₜ|sₜ) of the behaviour policy that took aₜ, [...].
       returns: returns Gₜ, [...].
-      log_mu: log μ(aₜ|sₜ) of the behaviour policy, [...].
       c_bar: clip of the importance weights.
       baseline: optional baseline bₜ, [...]; 0 when None.
 
@@ -74,8 +72,7 @@ def importance_weighted_pg_loss(logits, action, returns, log_mu, *, c_bar, basel
     References:
       Espeholt et al., IMPALA, ICML 2018 (truncated IS); rlplay (ivannz/rlplay).
     """
-    _check_logits_action(logits, action, returns, log_mu)
-    log_pi = categorical_log_prob(logits, action)
+    chex.assert_equal_shape([log_pi, log_mu, returns])
     rho_raw = sg(jnp.exp(log_pi - log_mu))
     rho = jnp.minimum(rho_raw, c_bar)
     advantage = returns if baseline is None else returns - baseline
@@ -172,18 +169,18 @@ def huber_value_loss(value, target, *, delta=1.0):
     return jnp.mean(_huber(value - sg(target), delta)), {}
 
 
-def entropy_loss(logits):
+def entropy_loss(entropy):
     """Negative mean entropy, so that adding coef · L maximises entropy.
 
     L = -mean[ H(π(·|sₜ)) ].
 
     Args:
-      logits: policy logits, [..., A].
+      entropy: H(π(·|sₜ)) per state (`dist.entropy()`), [...].
 
     Returns:
       (loss, {"entropy": mean entropy}).
     """
-    entropy = jnp.mean(categorical_entropy(logits))
+    entropy = jnp.mean(entropy)
     return -entropy, {"entropy": sg(entropy)}
 
 

@@ -7,7 +7,9 @@ Time indices follow rlax. For step t of a fragment of length T:
               step the caller passes V(final_observation) there;
   v_tm1       value of the state acted in at step t.
 A truncated step still bootstraps (from v_t); what is cut there is the trace that
-would otherwise run into the next episode.
+would otherwise run into the next episode. Every estimator takes the truncations
+the same way, as the keyword `truncated_t` (bool or 0/1, [T]); v_t at those steps
+comes from `rljax.rollout.successor_values`, the one place that computes them.
 
 The estimators do not stop gradients: the losses stop them on their targets.
 """
@@ -29,6 +31,15 @@ def _check_trajectory(*arrays: Array) -> None:
 def _per_step(x, like: Array) -> Array:
     """Broadcasts a scalar-or-[T] hyperparameter to the trajectory's shape and dtype."""
     return jnp.broadcast_to(jnp.asarray(x, like.dtype), like.shape)
+
+
+def _trace_lambda(lambda_, truncated_t, like: Array) -> Array:
+    """λₜ·(1 - truncatedₜ), [T]: the trace stops at time limits, the bootstrap stays."""
+    lambda_ = _per_step(lambda_, like)
+    if truncated_t is None:
+        return lambda_
+    chex.assert_equal_shape([truncated_t, like])
+    return jnp.where(jnp.asarray(truncated_t).astype(bool), 0.0, lambda_)
 
 
 def _cut_mask(truncated_t, like: Array) -> Array:
@@ -128,7 +139,7 @@ def n_step_returns(r_t, discount_t, v_t, *, n: int, truncated_t=None):
     return g_t
 
 
-def lambda_returns(r_t, discount_t, v_t, *, lambda_=1.0):
+def lambda_returns(r_t, discount_t, v_t, *, lambda_=1.0, truncated_t=None):
     """λ-returns.
 
     Gₜ = rₜ + γₜ [(1 - λₜ) vₜ + λₜ Gₜ₊₁],   G_{T-1} = r_{T-1} + γ_{T-1} v_{T-1}.
@@ -137,8 +148,9 @@ def lambda_returns(r_t, discount_t, v_t, *, lambda_=1.0):
       r_t: rewards, [T].
       discount_t: γ·(1 - terminated_t), [T].
       v_t: successor-state values, [T].
-      lambda_: scalar or [T]; pass λ·(1 - truncated_t) to cut the trace at time
-        limits while still bootstrapping from v_t.
+      lambda_: scalar or [T].
+      truncated_t: optional bool (or 0/1) [T], time-limit truncations: the trace
+        is cut there (λₜ := 0) while Gₜ still bootstraps from vₜ.
 
     Returns:
       λ-returns, [T].
@@ -148,7 +160,7 @@ def lambda_returns(r_t, discount_t, v_t, *, lambda_=1.0):
       rlax `lambda_returns`.
     """
     _check_trajectory(r_t, discount_t, v_t)
-    lambda_ = _per_step(lambda_, r_t)
+    lambda_ = _trace_lambda(lambda_, truncated_t, r_t)
 
     def backward(g_next, xs):
         r, discount, v, lam = xs
@@ -159,7 +171,7 @@ def lambda_returns(r_t, discount_t, v_t, *, lambda_=1.0):
     return _reverse_scan(backward, v_t[-1], (r_t, discount_t, v_t, lambda_))
 
 
-def generalized_advantage(r_t, discount_t, v_tm1, v_t, *, lambda_=0.95):
+def generalized_advantage(r_t, discount_t, v_tm1, v_t, *, lambda_=0.95, truncated_t=None):
     """GAE(λ).
 
     Âₜ = δₜ + γₜ λₜ Âₜ₊₁,  δₜ = rₜ + γₜ vₜ - vₜ₋₁,  Â_T := 0.
@@ -168,9 +180,10 @@ def generalized_advantage(r_t, discount_t, v_tm1, v_t, *, lambda_=0.95):
       r_t: rewards, [T].
       discount_t: γ·(1 - terminated_t), [T]; 0 stops bootstrapping.
       v_tm1: values of the states acted in, [T].
-      v_t: values of successor states, [T] (of final_observation at resets).
-      lambda_: scalar or [T]; pass λ·(1 - truncated_t) to cut the trace at
-        time limits while still bootstrapping from v_t.
+      v_t: values of successor states, [T] (of final_observation at truncations).
+      lambda_: scalar or [T].
+      truncated_t: optional bool (or 0/1) [T], time-limit truncations: the trace
+        is cut there (λₜ := 0) while δₜ still bootstraps from vₜ.
 
     Returns:
       Advantages, [T].
@@ -180,7 +193,7 @@ def generalized_advantage(r_t, discount_t, v_tm1, v_t, *, lambda_=0.95):
       Advantage Estimation, ICLR 2016.
     """
     _check_trajectory(r_t, discount_t, v_tm1, v_t)
-    lambda_ = _per_step(lambda_, r_t)
+    lambda_ = _trace_lambda(lambda_, truncated_t, r_t)
     delta_t = r_t + discount_t * v_t - v_tm1
 
     def backward(acc, xs):
@@ -192,7 +205,7 @@ def generalized_advantage(r_t, discount_t, v_tm1, v_t, *, lambda_=0.95):
 
 
 def vtrace(v_tm1, v_t, r_t, discount_t, log_rho_tm1, *, lambda_=1.0, clip_rho=1.0,
-           clip_c=1.0):
+           clip_c=1.0, truncated_t=None):
     """V-trace value targets and policy-gradient advantages.
 
     ρₜ = min(ρ̄, exp(log_ρₜ)),   cₜ = λₜ min(c̄, exp(log_ρₜ)),
@@ -212,9 +225,11 @@ def vtrace(v_tm1, v_t, r_t, discount_t, log_rho_tm1, *, lambda_=1.0, clip_rho=1.
       r_t: rewards, [T].
       discount_t: γ·(1 - terminated_t), [T].
       log_rho_tm1: log π(aₜ|sₜ) - log μ(aₜ|sₜ) of the actions taken, [T].
-      lambda_: scalar or [T]; pass λ·(1 - truncated_t) to cut at time limits.
+      lambda_: scalar or [T].
       clip_rho: ρ̄, clip of the importance weights in δ and in Aₜ.
       clip_c: c̄, clip of the trace coefficients.
+      truncated_t: optional bool (or 0/1) [T], time-limit truncations: the trace
+        is cut there (λₜ := 0), so vsₜ and Aₜ bootstrap from vₜ.
 
     Returns:
       (vs, pg_advantage), each [T].
@@ -224,7 +239,7 @@ def vtrace(v_tm1, v_t, r_t, discount_t, log_rho_tm1, *, lambda_=1.0, clip_rho=1.
       Weighted Actor-Learner Architectures, ICML 2018.
     """
     _check_trajectory(v_tm1, v_t, r_t, discount_t, log_rho_tm1)
-    lambda_ = _per_step(lambda_, r_t)
+    lambda_ = _trace_lambda(lambda_, truncated_t, r_t)
     rho = jnp.exp(log_rho_tm1)
     rho_clipped = jnp.minimum(clip_rho, rho)
     c_t = lambda_ * jnp.minimum(clip_c, rho)
@@ -249,7 +264,8 @@ def over_envs(fn, *args, **kwargs):
     Positional arrays and keyword arrays of rank 2 are mapped over axis 1 (envs);
     scalars and static keywords (`n=`) are shared. Returns `[T, B]` outputs.
 
-        adv = over_envs(generalized_advantage, r, discount, v_tm1, v_t, lambda_=lam_tb)
+        adv = over_envs(generalized_advantage, r, discount, v_tm1, v_t, lambda_=0.95,
+                        truncated_t=truncated_tb)
     """
     mapped = {k: v for k, v in kwargs.items() if jnp.ndim(v) == 2}
     shared = {k: v for k, v in kwargs.items() if k not in mapped}

@@ -106,13 +106,24 @@ def rollout(agent: Agent, params, env, env_params, state: RolloutState, key, num
     return last, traj
 
 
-def successor_values(traj: Trajectory, last_value, value=None) -> jax.Array:
-    """`v_t [T, B]`: the value of the state after each step, for returns.
+def bootstrap_value(agent: Agent, params, traj: Trajectory) -> jax.Array:
+    """V(last_obs) `[B]`: the value after the fragment's last step, from `last_carry`
+    with the masked reset where `last_first`."""
+    _, (_, value) = agent.unroll(params, traj.last_carry, traj.last_obs[None],
+                                 traj.last_first[None])
+    return value[0]
 
-    `value[t + 1]` inside the fragment, `last_value` after its last step, and
-    V(final_obs[t]) where the episode was truncated at `t`. (At terminations the
-    value is irrelevant: the discount is 0 there.) `value [T, B]` are the values of
-    `traj.obs`; by default the acting ones, `traj.outputs.value`.
+
+def successor_values(traj: Trajectory, last_value, value=None) -> jax.Array:
+    """`v_t [T, B]`: the value of the state after each step, for `rljax.returns`.
+
+    The one place the truncation bootstrap is decided: `value[t + 1]` inside the
+    fragment, `last_value` (`bootstrap_value`) after its last step, and
+    V(final_obs[t]) (`traj.final_value`, computed at collection from the carry that
+    read the episode) where the episode was truncated at `t`. At terminations the
+    value is irrelevant: the discount is 0 there. `value [T, B]` are the values of
+    `traj.obs`; by default the acting ones, `traj.outputs.value`. Replay Q-learning
+    has the same rule for Q (`rljax.algos.qlearning.sequence_q_values`).
     """
     value = traj.outputs.value if value is None else value
     next_value = jnp.concatenate([value[1:], last_value[None]], axis=0)

@@ -18,9 +18,8 @@ same compiled program for every chunk, the last one padded); the member axis of
 each chunk is sharded over the local devices (`NamedSharding` on a 1-D mesh,
 padded to a multiple of the device count).
 
-`data_parallel` trains ONE agent over several devices (the Anakin layout): each
-device steps its share of the envs, the loss is averaged over devices, params stay
-replicated. `initialize_distributed` joins processes (hosts) with
+`data_parallel` (from `rljax.parallel`, re-exported here) trains ONE agent over several
+devices (the Anakin layout). `initialize_distributed` joins processes (hosts) with
 `jax.distributed`; the same code then runs over all of their devices.
 """
 from __future__ import annotations
@@ -40,7 +39,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rljax import config as config_lib
+from rljax.algos.base import seed_keys
 from rljax.config import StaticFieldError
+from rljax.metrics import final_return
+from rljax.parallel import data_parallel, local_value
 
 __all__ = [
     "LogUniform", "Uniform", "Choice", "log_uniform", "uniform", "choice", "grid", "sample",
@@ -178,8 +180,9 @@ def _seeds(seeds) -> list[int]:
 
 def population(base, space: list[dict] | None = None, seeds=1) -> Population:
     """Members = each point of `space` (default: the base config alone) x each seed
-    (seed `s` uses `jax.random.key(s)`, so member `i` equals
-    `train(replace(base, **point), jax.random.key(seed))`)."""
+    (seed `s` uses `jax.random.key(s)`, the one seed convention of `rljax.algos.base`,
+    so member `i` equals `train(replace(base, **point), jax.random.key(seed))` and the
+    `rljax train --seed seed` run)."""
     space = [{}] if not space else list(space)
     names = _fields_of(space)
     check_space(base, names)
@@ -206,7 +209,7 @@ def population(base, space: list[dict] | None = None, seeds=1) -> Population:
             changes[name] = np.broadcast_to(np.asarray(default, column(name, default).dtype),
                                             (n, *np.shape(default))).copy()
     configs = dataclasses.replace(base, **changes)
-    keys = jax.vmap(jax.random.key)(jnp.asarray([m["seed"] for m in members], jnp.uint32))
+    keys = seed_keys([m["seed"] for m in members])
     members = [{"member": m["member"], "seed": m["seed"],
                 **{k: m.get(k, getattr(base, k)) for k in names}} for m in members]
     return Population(configs, keys, members)
@@ -226,13 +229,6 @@ def shard_members(tree, devices=None, axis_name: str = "members"):
 
 
 # ----------------------------------------------------------------------------- results
-
-
-def _final(curve: np.ndarray, last_k: int) -> np.ndarray:
-    """NaN-aware mean of the last `last_k` updates, `[N, U] -> [N]`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(curve[:, -last_k:], axis=1)
 
 
 def _nanmean(x, axis=None):
@@ -255,7 +251,6 @@ class SweepResult:
     members: list[dict]
     metrics: dict[str, np.ndarray]
     completed: int
-    last_k: int = 10
     error: BaseException | None = None
     train_state: Any = None
     static: dict = dataclasses.field(default_factory=dict)
@@ -266,8 +261,8 @@ class SweepResult:
 
     @property
     def final_return(self) -> np.ndarray:
-        """`[completed]`: mean episode return over the last `last_k` updates (NaN-aware)."""
-        return _final(self.metrics["episode_return"], self.last_k)
+        """`[completed]`: each member's final return (`rljax.metrics.final_return`)."""
+        return final_return(self.metrics["episode_return"])
 
     @property
     def mean_return(self) -> np.ndarray:
@@ -346,7 +341,7 @@ def _execute(fn, configs, keys):
 
 
 def run(train: Callable, base, space: list[dict] | None = None, seeds=1, *,
-        chunk_size: int | None = None, devices=None, last_k: int = 10,
+        chunk_size: int | None = None, devices=None,
         keep_state: bool = False, csv_path=None, compiled: Callable | None = None,
         static: dict | None = None) -> SweepResult:
     """Run every member (point x seed) of a sweep as one `jit(vmap(train))`.
@@ -360,7 +355,6 @@ def run(train: Callable, base, space: list[dict] | None = None, seeds=1, *,
         so every chunk reuses the one compiled program. Rounded up to a multiple of
         the device count.
       devices: where to shard the member axis (default: all local devices).
-      last_k: updates averaged into `final_return`.
       keep_state: also return the final train states (memory!).
       csv_path: if given, each chunk's summary rows are appended there as it finishes.
       compiled: a `jit(vmap(train))` to reuse across calls (default: a new one).
@@ -383,7 +377,7 @@ def run(train: Callable, base, space: list[dict] | None = None, seeds=1, *,
     metrics: list[dict] = []
     states: list = []
     done, error = 0, None
-    result = SweepResult(pop.members, {}, 0, last_k, static=dict(static or {}))
+    result = SweepResult(pop.members, {}, 0, static=dict(static or {}))
     for start in range(0, n, chunk):
         real = min(chunk, n - start)
         index = np.minimum(np.arange(start, start + chunk), n - 1)   # pad with the last member
@@ -400,7 +394,7 @@ def run(train: Callable, base, space: list[dict] | None = None, seeds=1, *,
             states.append(jax.tree.map(lambda x: np.asarray(x)[:real], out.train_state))
         done += real
         if csv_path is not None:
-            part = SweepResult(pop.members[start:start + real], metrics[-1], real, last_k,
+            part = SweepResult(pop.members[start:start + real], metrics[-1], real,
                                static=result.static)
             write_csv(part.rows(), csv_path, append=start > 0)
     if metrics:
@@ -452,55 +446,6 @@ def run_static(train: Callable, base, static: dict[str, Sequence], space=None, s
 
 
 # ----------------------------------------------------------------------------- devices
-
-
-def data_parallel(train: Callable, config, rng, *, devices=None, env_groups: int | None = None,
-                  axis_name: str = "data"):
-    """Train one agent over `devices` (default: all devices of all processes).
-
-    The Anakin layout: params are replicated, each device steps
-    `config.num_envs / len(devices)` envs, the loss is averaged over devices
-    (`pmean`), so the gradient arrives averaged and params stay identical everywhere.
-    `config` describes the whole agent (`num_envs`, `total_steps` are totals).
-
-    `env_groups` (default: the device count) splits the envs into groups, group `g`
-    drawing its keys from `fold_in(key, g)`; with the same `env_groups` the result is
-    the same (to float error) on 1, 2 or 4 devices, and with one group on one device
-    it equals `train(config, rng)`. Minibatches (PPO with `num_minibatches > 1`) are
-    drawn per device from its own share: the global minibatch is their union.
-
-    `train` must accept `parallel=` (`rljax.algos.onpolicy.DataParallel`): `ppo.train`.
-    Returns the `Result`, replicated over the devices (see `local_value`).
-    """
-    from rljax.algos.onpolicy import DataParallel
-
-    devices = list(devices if devices is not None else jax.devices())
-    d = len(devices)
-    groups = d if env_groups is None else int(env_groups)
-    if groups % d:
-        raise ValueError(f"env_groups={groups} must be a multiple of the device count {d}")
-    if config.num_envs % groups:
-        raise ValueError(f"num_envs={config.num_envs} must divide by env_groups={groups}")
-    local = config_lib.replace(config, num_envs=config.num_envs // d,
-                               total_steps=config.total_steps // d)
-    parallel = DataParallel(axis_name, groups // d)
-    mesh = Mesh(np.asarray(devices), (axis_name,))
-
-    def per_device(key_data):
-        return train(local, jax.random.wrap_key_data(key_data), parallel=parallel)
-
-    fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=P(), out_specs=P()))
-    key_data = np.asarray(jax.random.key_data(rng))
-    if jax.process_count() > 1:
-        key_data = jax.make_array_from_process_local_data(NamedSharding(mesh, P()), key_data)
-    return fn(key_data)
-
-
-def local_value(tree):
-    """This process's copy of a replicated (or fully addressable) result, as numpy."""
-    return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)
-                        if isinstance(x, jax.Array) and not x.is_fully_addressable
-                        else np.asarray(x), tree)
 
 
 def initialize_distributed(coordinator_address: str | None = None,

@@ -17,10 +17,10 @@ Carry = Any    # a recurrent carry pytree; `()` for feedforward agents
 class PolicyOutput(NamedTuple):
     """What an actor-critic agent emits at each step, `[B]` (or `[T, B]`)."""
 
-    action: Array    # [B] int32, the action taken
+    action: Array    # [B] (int32 for discrete actions), the action taken
     log_prob: Array  # [B] log pi(action | obs), of the policy that acted (behaviour)
     value: Array     # [B] V(obs)
-    logits: Array    # [B, A] unnormalised log-probabilities
+    dist: Any        # the policy's distribution value, batch shape [B] (rljax.distributions)
 
 
 class QOutput(NamedTuple):

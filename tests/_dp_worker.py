@@ -19,7 +19,7 @@ index = sweep.initialize_distributed(timeout_s=120)
 from rljax.algos import ppo  # noqa: E402
 from tests.test_devices import DP_CONFIG  # noqa: E402
 assert jax.process_count() == 2 and len(jax.devices()) == 4 and len(jax.local_devices()) == 2
-result = sweep.data_parallel(ppo.train, DP_CONFIG, jax.random.key(0), env_groups=4)
+result = sweep.data_parallel(ppo, DP_CONFIG, jax.random.key(0), env_groups=4)
 params = jax.tree.leaves(result.train_state.params)
 # every local device holds the same params
 for leaf in params:

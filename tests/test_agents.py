@@ -33,14 +33,14 @@ def test_actor_critic_feedforward_acts_and_scores():
 
     carry, greedy = step(params, (), obs, first, jax.random.key(0), greedy=True)
     assert carry == ()
-    logits = np.asarray(greedy.logits)
+    logits = np.asarray(greedy.dist.logits)
     assert logits.shape == (B, A) and greedy.value.shape == (B,)
     np.testing.assert_array_equal(greedy.action, logits.argmax(-1))
     assert greedy.action.dtype == jnp.int32
 
     for seed in range(3):   # sampled actions are scored by the same policy
         _, out = step(params, (), obs, first, jax.random.key(seed))
-        np.testing.assert_allclose(out.logits, logits, rtol=1e-6)
+        np.testing.assert_allclose(out.dist.logits, logits, rtol=1e-6)
         expected = np.take_along_axis(_log_softmax(logits), np.asarray(out.action)[:, None], -1)[:, 0]
         np.testing.assert_allclose(out.log_prob, expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(out.value, greedy.value, rtol=1e-6)
@@ -87,9 +87,10 @@ def test_unroll_from_carry0_reproduces_the_rollout(core, shared):
     assert first[1:].any(axis=0).all(), "every env should reset inside the fragment"
     assert all(np.abs(leaf).sum() > 0 for leaf in jax.tree.leaves(traj.carry0))
 
-    carry, (logits, value) = jax.jit(agent.unroll)(params, traj.carry0, traj.obs, traj.first)
+    carry, (dist, value) = jax.jit(agent.unroll)(params, traj.carry0, traj.obs, traj.first)
+    logits = dist.logits
     close = partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-6)
-    close(logits, traj.outputs.logits)
+    close(logits, traj.outputs.dist.logits)
     close(value, traj.outputs.value)
     jax.tree.map(close, carry, traj.last_carry)
     log_prob = np.take_along_axis(_log_softmax(np.asarray(logits)),

@@ -1,5 +1,6 @@
-"""Devices: data-parallel PPO (shard_map, Anakin layout) and two processes joined by
-jax.distributed. (Population sharding is in tests/test_sweep.py.)"""
+"""Devices: data-parallel PPO, A2C and REINFORCE (shard_map, Anakin layout, from
+rljax.parallel) and two processes joined by jax.distributed. (Population sharding is in
+tests/test_sweep.py.)"""
 import os
 import socket
 import subprocess
@@ -9,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from rljax import sweep
-from rljax.algos import ppo
+from rljax import parallel, sweep
+from rljax.algos import a2c, dqn, ppo, reinforce
 
 pytestmark = pytest.mark.timeout(420, method="thread")   # a hang fails loudly
 
@@ -18,6 +19,12 @@ pytestmark = pytest.mark.timeout(420, method="thread")   # a hang fails loudly
 # transitions (which device holds which) changes only float summation order.
 DP_CONFIG = ppo.Config(total_steps=512, num_envs=8, num_steps=16, hidden_sizes=(8,),
                        num_epochs=2, num_minibatches=1, scan_unroll=1)
+DP_CONFIGS = {
+    "ppo": (ppo, DP_CONFIG),
+    "a2c": (a2c, a2c.Config(total_steps=512, num_envs=8, num_steps=16, hidden_sizes=(8,))),
+    "reinforce": (reinforce, reinforce.Config(total_steps=512, num_envs=8, num_steps=16,
+                                              hidden_sizes=(8,), behaviour_lag=1)),
+}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -33,18 +40,20 @@ def _assert_in_sync(result):
             np.testing.assert_array_equal(shards[0], s)
 
 
-@pytest.fixture(scope="module")
-def dp_results():
+@pytest.fixture(scope="module", params=list(DP_CONFIGS))
+def dp_results(request):
+    algo, config = DP_CONFIGS[request.param]
     key = jax.random.key(0)
-    out = {d: sweep.data_parallel(ppo.train, DP_CONFIG, key, devices=jax.devices()[:d], env_groups=4)
-           for d in (1, 2, 4)}
-    return out
+    return {d: parallel.data_parallel(algo, config, key, devices=jax.devices()[:d], env_groups=4)
+            for d in (1, 2, 4)}
 
 
-def test_one_group_on_one_device_is_plain_ppo():
+@pytest.mark.parametrize("name", list(DP_CONFIGS))
+def test_one_group_on_one_device_is_the_plain_run(name):
+    algo, config = DP_CONFIGS[name]
     key = jax.random.key(3)
-    dp = sweep.data_parallel(ppo.train, DP_CONFIG, key, devices=jax.devices()[:1], env_groups=1)
-    plain = jax.jit(ppo.train)(DP_CONFIG, key)
+    dp = parallel.data_parallel(algo, config, key, devices=jax.devices()[:1], env_groups=1)
+    plain = jax.jit(algo.train)(config, key)
     np.testing.assert_allclose(dp.metrics["loss"], plain.metrics["loss"], rtol=1e-5, atol=1e-6)
     for a, b in zip(_leaves(dp), jax.tree.leaves(plain.train_state.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -52,7 +61,8 @@ def test_one_group_on_one_device_is_plain_ppo():
 
 @pytest.mark.parametrize("devices", [2, 4])
 def test_data_parallel_equals_single_device(dp_results, devices):
-    """Same 8 envs in 4 key groups: on 1 device (groups vmapped) or split over 2 / 4."""
+    """Same 8 envs in 4 key groups: on 1 device (groups vmapped) or split over 2 / 4
+    (PPO, A2C and REINFORCE: the fixture is parametrized over them)."""
     ref, got = dp_results[1], dp_results[devices]
     _assert_in_sync(got)
     leaf = jax.tree.leaves(got.train_state.params)[0]
@@ -61,18 +71,20 @@ def test_data_parallel_equals_single_device(dp_results, devices):
         if name in ref.metrics:
             np.testing.assert_allclose(np.asarray(got.metrics[name]), np.asarray(ref.metrics[name]),
                                        rtol=1e-4, atol=1e-5, err_msg=name)
-    np.testing.assert_allclose(np.asarray(got.metrics["env_steps"])[-1], DP_CONFIG.total_steps)
+    np.testing.assert_allclose(np.asarray(got.metrics["env_steps"])[-1], 512)
     for a, b in zip(_leaves(got), _leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_data_parallel_rejects_bad_layouts():
     with pytest.raises(ValueError, match="multiple of the device count"):
-        sweep.data_parallel(ppo.train, DP_CONFIG, jax.random.key(0), devices=jax.devices()[:4],
-                            env_groups=2)
+        parallel.data_parallel(ppo, DP_CONFIG, jax.random.key(0), devices=jax.devices()[:4],
+                               env_groups=2)
     with pytest.raises(ValueError, match="must divide by env_groups"):
-        sweep.data_parallel(ppo.train, DP_CONFIG, jax.random.key(0), devices=jax.devices()[:1],
-                            env_groups=3)
+        parallel.data_parallel(ppo, DP_CONFIG, jax.random.key(0), devices=jax.devices()[:1],
+                               env_groups=3)
+    with pytest.raises(ValueError, match="on-policy"):
+        parallel.data_parallel(dqn, dqn.Config(), jax.random.key(0), devices=jax.devices()[:2])
 
 
 def _free_port() -> int:

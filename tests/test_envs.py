@@ -26,7 +26,7 @@ def test_every_gymnax_id_is_listed_and_variants_make():
     ids = envs.list_envs()
     assert "CartPole-v1" in ids and "CartPole-P-v1" in ids
     env, params = envs.make("CartPole-P-v1")
-    assert envs.spec(env, params) == ((2,), 2)
+    assert envs.spec(env, params) == envs.EnvSpec(obs_shape=(2,), num_actions=2)
 
 
 def test_time_limit_reports_truncation_not_termination():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rljax import losses
+from rljax.distributions import Categorical
 
 VARIANTS = [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
 SHAPES = [pytest.param((12,), id="N"), pytest.param((4, 3), id="TB")]
@@ -44,10 +45,12 @@ def _close(a, b, tol=1e-5):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_policy_gradient_loss(variant, shape):
     d = _data(shape)
-    loss, metrics = variant(losses.policy_gradient_loss)(d["logits"], d["action"], d["x"])
+    fn = variant(lambda lg, adv: losses.policy_gradient_loss(
+        Categorical(lg).log_prob(d["action"]), adv))
+    loss, metrics = fn(d["logits"], d["x"])
     _close(loss, -np.mean(_np_log_pi(d["logits"], d["action"]) * d["x"]))
     assert metrics == {}
-    g_adv = jax.grad(lambda a: losses.policy_gradient_loss(d["logits"], d["action"], a)[0])(d["x"])
+    g_adv = jax.grad(lambda a: fn(d["logits"], a)[0])(d["x"])
     np.testing.assert_array_equal(g_adv, 0.0)
 
 
@@ -59,7 +62,7 @@ def test_importance_weighted_pg_loss(variant, shape, c_bar, baseline):
     log_mu = _np_log_pi(d["logits"], d["action"]) + 0.7 * d["z"]   # behaviour differs
     b = d["y"] if baseline else None
     fn = variant(lambda lg, ret, lm, bl: losses.importance_weighted_pg_loss(
-        lg, d["action"], ret, lm, c_bar=c_bar, baseline=bl))
+        Categorical(lg).log_prob(d["action"]), lm, ret, c_bar=c_bar, baseline=bl))
     loss, metrics = fn(d["logits"], d["x"], log_mu, b)
     log_pi = _np_log_pi(d["logits"], d["action"])
     rho_raw = np.exp(log_pi - log_mu)
@@ -73,7 +76,8 @@ def test_importance_weighted_pg_loss(variant, shape, c_bar, baseline):
     g_logits, g_ret, g_mu = jax.grad(lambda *a: fn(*a, b)[0], argnums=(0, 1, 2))(d["logits"], d["x"], log_mu)
     np.testing.assert_array_equal(g_ret, 0.0)
     np.testing.assert_array_equal(g_mu, 0.0)
-    g_ref = jax.grad(lambda lg: losses.policy_gradient_loss(lg, d["action"], rho * adv)[0])(d["logits"])
+    g_ref = jax.grad(lambda lg: losses.policy_gradient_loss(
+        Categorical(lg).log_prob(d["action"]), rho * adv)[0])(d["logits"])
     _close(g_logits, np.asarray(g_ref))
 
 
@@ -113,7 +117,7 @@ def test_ppo_clip_gradient_zero_when_clipped_in_clipped_direction():
 @pytest.mark.parametrize("shape", SHAPES)
 def test_entropy_loss(variant, shape):
     d = _data(shape, seed=3)
-    loss, metrics = variant(losses.entropy_loss)(d["logits"])
+    loss, metrics = variant(lambda lg: losses.entropy_loss(Categorical(lg).entropy()))(d["logits"])
     log_p = _np_log_softmax(d["logits"])
     entropy = np.mean(-(np.exp(log_p) * log_p).sum(-1))
     _close(loss, -entropy)

@@ -143,7 +143,8 @@ def test_initial_carry_shapes_and_feedforward_carry():
         assert net.initial_carry(B) == ()
         x, first = _inputs()
         params = jax.jit(net.init)(jax.random.key(0), (), x, first)
-        carry, (logits, value) = jax.jit(net.apply)(params, (), x, first)
+        carry, (dist, value) = jax.jit(net.apply)(params, (), x, first)
+        logits = dist.logits
         assert carry == () and logits.shape == (T, B, 2) and value.shape == (T, B)
 
 

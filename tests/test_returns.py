@@ -143,9 +143,10 @@ def test_n_step_returns_matches_reference(variant, n):
 def test_lambda_returns_matches_reference(variant, lam):
     d = _batch(2)
     lam_bt = 0.8 * (1 - d["truncated"]).astype(np.float32) if lam == "cut" else np.full((B, T), lam, np.float32)
-    if lam == "cut":
-        fn = jax.vmap(lambda r, disc, v, l: returns.lambda_returns(r, disc, v, lambda_=l))
-        got = variant(fn)(d["r"], d["discount"], d["v_t"], lam_bt)
+    if lam == "cut":   # the trace is cut at truncations through `truncated_t`
+        fn = jax.vmap(lambda r, disc, v, tr: returns.lambda_returns(r, disc, v, lambda_=0.8,
+                                                                    truncated_t=tr))
+        got = variant(fn)(d["r"], d["discount"], d["v_t"], d["truncated"])
     else:
         fn = jax.vmap(partial(returns.lambda_returns, lambda_=lam))
         got = variant(fn)(d["r"], d["discount"], d["v_t"])
@@ -157,8 +158,10 @@ def test_lambda_returns_matches_reference(variant, lam):
 def test_gae_matches_reference(variant, lam):
     d = _batch(3)
     lam_bt = 0.95 * (1 - d["truncated"]).astype(np.float32) if lam == "cut" else np.full((B, T), lam, np.float32)
-    fn = jax.vmap(lambda r, disc, vm, v, l: returns.generalized_advantage(r, disc, vm, v, lambda_=l))
-    got = variant(fn)(d["r"], d["discount"], d["v_tm1"], d["v_t"], lam_bt)
+    lam_arg = 0.95 if lam == "cut" else lam
+    fn = jax.vmap(lambda r, disc, vm, v, tr: returns.generalized_advantage(
+        r, disc, vm, v, lambda_=lam_arg, truncated_t=tr if lam == "cut" else None))
+    got = variant(fn)(d["r"], d["discount"], d["v_tm1"], d["v_t"], d["truncated"])
     _close(got, _rows(_gae_ref, d["r"], d["discount"], d["v_tm1"], d["v_t"], lam_bt))
 
 
@@ -167,9 +170,11 @@ def test_gae_matches_reference(variant, lam):
 def test_vtrace_matches_reference(variant, lam, clip_rho, clip_c):
     d = _batch(4)
     lam_bt = 0.9 * (1 - d["truncated"]).astype(np.float32) if lam == "cut" else np.full((B, T), lam, np.float32)
-    fn = jax.vmap(lambda vm, v, r, disc, lr, l: returns.vtrace(
-        vm, v, r, disc, lr, lambda_=l, clip_rho=clip_rho, clip_c=clip_c))
-    vs, adv = variant(fn)(d["v_tm1"], d["v_t"], d["r"], d["discount"], d["log_rho"], lam_bt)
+    lam_arg = 0.9 if lam == "cut" else lam
+    fn = jax.vmap(lambda vm, v, r, disc, lr, tr: returns.vtrace(
+        vm, v, r, disc, lr, lambda_=lam_arg, clip_rho=clip_rho, clip_c=clip_c,
+        truncated_t=tr if lam == "cut" else None))
+    vs, adv = variant(fn)(d["v_tm1"], d["v_t"], d["r"], d["discount"], d["log_rho"], d["truncated"])
     ref = [_vtrace_ref(*a, clip_rho, clip_c) for a in
            zip(d["v_tm1"], d["v_t"], d["r"], d["discount"], d["log_rho"], lam_bt)]
     _close(vs, np.stack([x[0] for x in ref]))
@@ -189,11 +194,11 @@ def test_single_trajectory_equals_vmapped_row():
 
 def test_gae_lambda_one_equals_lambda_returns_minus_values():
     d = _batch(6, consistent=True)
-    lam = (1 - d["truncated"]).astype(np.float32)   # λ = 1, cut at time limits
-    gae = jax.vmap(lambda *a: returns.generalized_advantage(*a[:4], lambda_=a[4]))(
-        d["r"], d["discount"], d["v_tm1"], d["v_t"], lam)
-    lr = jax.vmap(lambda *a: returns.lambda_returns(*a[:3], lambda_=a[3]))(
-        d["r"], d["discount"], d["v_t"], lam)
+    tr = d["truncated"]                            # λ = 1, cut at time limits
+    gae = jax.vmap(lambda *a: returns.generalized_advantage(*a[:4], lambda_=1.0, truncated_t=a[4]))(
+        d["r"], d["discount"], d["v_tm1"], d["v_t"], tr)
+    lr = jax.vmap(lambda *a: returns.lambda_returns(*a[:3], lambda_=1.0, truncated_t=a[3]))(
+        d["r"], d["discount"], d["v_t"], tr)
     _close(gae, np.asarray(lr) - d["v_tm1"])
 
 
@@ -215,8 +220,7 @@ def test_gae_cut_at_time_limit_equals_pieces():
     v_t[k] = v_final
     discount = np.full(T, GAMMA, np.float32)
     truncated = np.arange(T) == k
-    lam = 0.95 * (1 - truncated).astype(np.float32)
-    whole = returns.generalized_advantage(r, discount, v_tm1, v_t, lambda_=lam)
+    whole = returns.generalized_advantage(r, discount, v_tm1, v_t, lambda_=0.95, truncated_t=truncated)
     first = returns.generalized_advantage(r[:k + 1], discount[:k + 1], v_tm1[:k + 1],
                                           v_t[:k + 1], lambda_=0.95)
     second = returns.generalized_advantage(r[k + 1:], discount[k + 1:], v_tm1[k + 1:],
@@ -226,19 +230,20 @@ def test_gae_cut_at_time_limit_equals_pieces():
 
 
 def _all_estimators(d, v_t):
-    lam = 0.9 * (1 - d["truncated"]).astype(np.float32)
+    tr = d["truncated"]
     row = lambda f: jax.vmap(f)
     return {
         "discounted": row(lambda r, disc, v, tr, lr: returns.discounted_returns(
             r, disc, v, truncated_t=tr, log_rho_t=lr))(d["r"], d["discount"], v_t, d["truncated"], d["log_rho"]),
         "n_step": row(lambda r, disc, v, tr: returns.n_step_returns(r, disc, v, n=3, truncated_t=tr))(
             d["r"], d["discount"], v_t, d["truncated"]),
-        "lambda": row(lambda r, disc, v, l: returns.lambda_returns(r, disc, v, lambda_=l))(
-            d["r"], d["discount"], v_t, lam),
-        "gae": row(lambda r, disc, vm, v, l: returns.generalized_advantage(r, disc, vm, v, lambda_=l))(
-            d["r"], d["discount"], d["v_tm1"], v_t, lam),
-        "vtrace": row(lambda vm, v, r, disc, lr, l: returns.vtrace(vm, v, r, disc, lr, lambda_=l))(
-            d["v_tm1"], v_t, d["r"], d["discount"], d["log_rho"], lam),
+        "lambda": row(lambda r, disc, v, t: returns.lambda_returns(
+            r, disc, v, lambda_=0.9, truncated_t=t))(d["r"], d["discount"], v_t, tr),
+        "gae": row(lambda r, disc, vm, v, t: returns.generalized_advantage(
+            r, disc, vm, v, lambda_=0.9, truncated_t=t))(d["r"], d["discount"], d["v_tm1"], v_t, tr),
+        "vtrace": row(lambda vm, v, r, disc, lr, t: returns.vtrace(
+            vm, v, r, disc, lr, lambda_=0.9, truncated_t=t))(
+            d["v_tm1"], v_t, d["r"], d["discount"], d["log_rho"], tr),
     }
 
 
@@ -266,11 +271,11 @@ def test_discounted_returns_reads_v_t_only_at_cuts():
 
 def test_vtrace_on_policy_reduces_to_lambda_returns():
     d = _batch(11, consistent=True)
-    lam = 0.9 * (1 - d["truncated"]).astype(np.float32)
-    vs, adv = jax.vmap(lambda vm, v, r, disc, l: returns.vtrace(
-        vm, v, r, disc, jnp.zeros_like(r), lambda_=l))(d["v_tm1"], d["v_t"], d["r"], d["discount"], lam)
-    lr = jax.vmap(lambda r, disc, v, l: returns.lambda_returns(r, disc, v, lambda_=l))(
-        d["r"], d["discount"], d["v_t"], lam)
+    vs, adv = jax.vmap(lambda vm, v, r, disc, t: returns.vtrace(
+        vm, v, r, disc, jnp.zeros_like(r), lambda_=0.9, truncated_t=t))(
+        d["v_tm1"], d["v_t"], d["r"], d["discount"], d["truncated"])
+    lr = jax.vmap(lambda r, disc, v, t: returns.lambda_returns(r, disc, v, lambda_=0.9, truncated_t=t))(
+        d["r"], d["discount"], d["v_t"], d["truncated"])
     _close(vs, np.asarray(lr))
     _close(adv, np.asarray(lr) - d["v_tm1"])
 

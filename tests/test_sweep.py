@@ -12,6 +12,7 @@ from rljax import config as config_lib
 from rljax import sweep
 from rljax.algos import ppo
 from rljax.config import StaticFieldError, config_class, static
+from rljax.metrics import final_return
 from rljax.types import Result
 
 pytestmark = pytest.mark.timeout(300, method="thread")   # a hang fails loudly
@@ -85,7 +86,7 @@ def test_chunks_pad_reuse_one_compile_and_write_csv(tmp_path):
     TRACES["n"] = 0
     path = tmp_path / "chunks.csv"
     res = sweep.run(fake_train, FakeConfig(), sweep.grid(lr=[0.1, 0.2, 0.3]), seeds=3,
-                    chunk_size=4, devices=jax.devices()[:1], last_k=3, csv_path=path)
+                    chunk_size=4, devices=jax.devices()[:1], csv_path=path)
     assert TRACES["n"] == 1, "every chunk (the last one padded) must reuse one compiled program"
     assert res.ok and res.completed == 9 and res.metrics["episode_return"].shape == (9, 6)
     # each member equals its own single run
@@ -93,7 +94,7 @@ def test_chunks_pad_reuse_one_compile_and_write_csv(tmp_path):
         single = fake_train(config_lib.replace(FakeConfig(), lr=m["lr"]), jax.random.key(m["seed"]))
         np.testing.assert_allclose(res.metrics["episode_return"][i], single.metrics["episode_return"],
                                    rtol=1e-5, atol=1e-6)
-        expected_final = np.nanmean(np.asarray(single.metrics["episode_return"])[-3:])
+        expected_final = final_return(np.asarray(single.metrics["episode_return"]))
         np.testing.assert_allclose(res.final_return[i], expected_final, rtol=1e-5, atol=1e-6)
     rows = list(csv.DictReader(open(path)))
     assert len(rows) == 9 and set(rows[0]) >= {"member", "seed", "lr", "final_return", "mean_return"}
@@ -101,7 +102,7 @@ def test_chunks_pad_reuse_one_compile_and_write_csv(tmp_path):
 
 def test_ranking_averages_over_seeds():
     res = sweep.run(fake_train, FakeConfig(), sweep.grid(lr=[0.0, 5.0, 1.0]), seeds=4,
-                    devices=jax.devices()[:1], last_k=2)
+                    devices=jax.devices()[:1],)
     ranked = res.rank("final_return")
     assert [r["lr"] for r in ranked] == [5.0, 1.0, 0.0]
     best = [i for i, m in enumerate(res.members) if m["lr"] == 5.0]

@@ -1,11 +1,10 @@
-"""Pieces every algorithm shares: env config fields, episode metrics, schedules."""
+"""Pieces every algorithm shares: env config fields, the env, episode metrics."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from rljax import envs
-from rljax.config import config_class, static
+from rljax import envs, parallel
+from rljax.config import at_least, config_class, static
 from rljax.types import Trajectory
 
 
@@ -13,33 +12,34 @@ from rljax.types import Trajectory
 class EnvConfig:
     """Env fields shared by every algorithm's Config (all static)."""
 
-    env_id: str = static("CartPole-v1", doc="gymnax id or POMDP variant (rljax.envs.list_envs())")
-    max_episode_steps: int | None = static(None, doc="time limit (reported as truncation)")
-    history: int = static(1, doc="observation history depth k")
+    env_id: str = static("CartPole-v1", doc="gymnax id or POMDP variant (`rljax list` shows them)")
+    max_episode_steps: int | None = static(None, doc="time limit (reported as truncation); "
+                                           "None: the env's own", check=at_least(1))
+    history: int = static(1, doc="observation history depth k (1: the plain observation)",
+                          check=at_least(1))
     prev_action: bool = static(False, doc="append the one-hot previous action")
     prev_reward: bool = static(False, doc="append the previous reward")
 
+    def validate(self):
+        make_env(self)   # an unknown env id or an option it cannot take, named here
+
 
 def make_env(config: EnvConfig):
-    """`(env, env_params, obs_shape, num_actions)` for a config's env fields."""
+    """`(env, env_params, spec)` for a config's env fields (`spec`: `rljax.envs.EnvSpec`)."""
     env, env_params = envs.make(
         config.env_id, max_episode_steps=config.max_episode_steps, history=config.history,
         prev_action=config.prev_action, prev_reward=config.prev_reward)
-    obs_shape, num_actions = envs.spec(env, env_params)
-    return env, env_params, obs_shape, num_actions
+    return env, env_params, envs.spec(env, env_params)
 
 
-def episode_metrics(episode_return, episode_length, done, *, axis_name=None) -> dict:
-    """Mean return/length of the episodes that ended (`done`), NaN if none did.
-
-    With `axis_name` (data parallelism), the episodes of all devices on that axis count.
-    """
-    total = (lambda x: jax.lax.psum(x, axis_name)) if axis_name else (lambda x: x)
-    count = total(done.sum())
+def episode_metrics(episode_return, episode_length, done) -> dict:
+    """Mean return/length of the episodes that ended (`done`), NaN if none did; under
+    data parallelism the episodes of every device count."""
+    count = parallel.psum(done.sum())
     safe = jnp.maximum(count, 1)
     nan_if_none = lambda x: jnp.where(count > 0, x, jnp.nan)
-    return_sum = total(jnp.sum(jnp.where(done, episode_return, 0.0)))
-    length_sum = total(jnp.sum(jnp.where(done, episode_length, 0)))
+    return_sum = parallel.psum(jnp.sum(jnp.where(done, episode_return, 0.0)))
+    length_sum = parallel.psum(jnp.sum(jnp.where(done, episode_length, 0)))
     return {
         "episode_return": nan_if_none(return_sum / safe),
         "episode_length": nan_if_none(length_sum / safe),
@@ -47,9 +47,8 @@ def episode_metrics(episode_return, episode_length, done, *, axis_name=None) -> 
     }
 
 
-def trajectory_metrics(traj: Trajectory, *, axis_name=None) -> dict:
-    return episode_metrics(traj.episode_return, traj.episode_length, traj.done,
-                           axis_name=axis_name)
+def trajectory_metrics(traj: Trajectory) -> dict:
+    return episode_metrics(traj.episode_return, traj.episode_length, traj.done)
 
 
 def check_divides(name_a: str, a: int, name_b: str, b: int) -> None:

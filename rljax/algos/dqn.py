@@ -14,9 +14,12 @@ bootstraps from Q(final observation).
 """
 from __future__ import annotations
 
+from rljax import agents
 from rljax.algos import common
-from rljax.algos.qlearning import QConfig, WindowLayout, q_network, train_q
+from rljax.algos.base import Loop, train_loop
+from rljax.algos.qlearning import QConfig, WindowLayout, q_loop, q_network
 from rljax.config import config_class
+from rljax.envs import EnvSpec
 from rljax.types import Result
 
 
@@ -25,10 +28,17 @@ class Config(QConfig):
     """DQN config: every field of `qlearning.QConfig` (env fields included)."""
 
 
-def make_network(config: Config):
-    """The feedforward QNetwork of `config`, for the env it names."""
-    _, _, _, num_actions = common.make_env(config)
-    return q_network(config, num_actions)
+PRESETS: dict = {}
+
+
+def network(config: Config, spec: EnvSpec):
+    """The feedforward QNetwork of `config` for an env's spec."""
+    return q_network(config, spec.num_actions)
+
+
+def make_agent(config: Config, spec: EnvSpec):
+    """The ε-greedy Q agent (greedy for evaluation: `step(..., greedy=True)`)."""
+    return agents.q_agent(network(config, spec))
 
 
 def layout(config: Config) -> WindowLayout:
@@ -37,11 +47,17 @@ def layout(config: Config) -> WindowLayout:
                         stored_carry=False)
 
 
-def train(config: Config, rng) -> Result:
+def loop(config: Config) -> Loop:
+    """DQN as a resumable `Loop`; one update = `log_every` env steps (one metrics row)."""
+    _, _, spec = common.make_env(config)
+    return q_loop(config, network(config, spec), layout(config))
+
+
+def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:
     """Train DQN; pure, jit/vmap-able over `rng` and traced config fields.
 
     Returns:
       `Result(TrainState, metrics)`, metrics `[total_steps // log_every]`: env_steps,
       episode_return, episode_length, episodes, loss, q_mean, td_abs, grad_norm, epsilon.
     """
-    return train_q(config, rng, make_network(config), layout(config))
+    return train_loop(loop(config), rng, callback=callback, callback_every=callback_every)

@@ -20,9 +20,12 @@ References:
 """
 from __future__ import annotations
 
+from rljax import agents
 from rljax.algos import common
-from rljax.algos.qlearning import QConfig, WindowLayout, q_network, train_q
-from rljax.config import config_class, static
+from rljax.algos.base import Loop, train_loop
+from rljax.algos.qlearning import QConfig, WindowLayout, q_loop, q_network
+from rljax.config import at_least, config_class, each, non_negative, one_of, positive, static
+from rljax.envs import EnvSpec
 from rljax.types import Result
 
 
@@ -30,31 +33,42 @@ from rljax.types import Result
 class Config(QConfig):
     """DQN's fields plus the recurrent core and the sequence layout."""
 
-    env_id: str = static("CartPole-P-v1")
-    hidden_sizes: tuple[int, ...] = static((64,))
-    core: str = static("gru", doc="'gru' or 'lstm'")
-    core_size: int = static(128)
-    head_sizes: tuple[int, ...] = static((64,))
-    batch_size: int = static(32, doc="sequences per gradient step")
-    train_every: int = static(40)
-    target_update_every: int = static(1_000)
-    burn_in: int = static(10, doc="steps that only refresh the stored carry")
-    unroll_length: int = static(20, doc="steps trained with BPTT after the burn-in")
-    period: int = static(15, doc="steps between sequence starts (overlap = length - period)")
-    initial_carry: str = static("stored", doc="'stored' (R2D2) or 'zero' (Machin/H&S)")
+    env_id: str = static("CartPole-P-v1", doc="gymnax id or POMDP variant (`rljax list`)")
+    hidden_sizes: tuple[int, ...] = static((64,), doc="MLP sizes before the core",
+                                           check=each(positive))
+    core: str = static("gru", doc="recurrent core: 'gru' or 'lstm'")
+    core_size: int = static(128, doc="recurrent core width", check=at_least(1))
+    head_sizes: tuple[int, ...] = static((64,), doc="MLP sizes after the core",
+                                         check=each(positive))
+    batch_size: int = static(32, doc="sequences per gradient step", check=at_least(1))
+    train_every: int = static(40, doc="env steps (all envs) between training phases",
+                              check=at_least(1))
+    target_update_every: int = static(1_000, doc="env steps between target updates",
+                                      check=at_least(1))
+    burn_in: int = static(10, doc="steps that only refresh the stored carry", check=non_negative)
+    unroll_length: int = static(20, doc="steps trained with BPTT after the burn-in",
+                                check=at_least(1))
+    period: int = static(15, doc="steps between sequence starts (overlap = length - period)",
+                         check=at_least(1))
+    initial_carry: str = static("stored", doc="'stored' (R2D2) or 'zero' (Machin/H&S)",
+                                check=one_of("stored", "zero"))
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.initial_carry not in ("stored", "zero"):
-            raise ValueError(f"initial_carry must be 'stored' or 'zero', got {self.initial_carry!r}")
-        if self.burn_in < 0 or self.unroll_length < 1:
-            raise ValueError("need burn_in >= 0 and unroll_length >= 1")
+    def validate(self):
+        from rljax import nets
+        nets.initial_carry(self.core, self.core_size, 1)   # names a bad core kind
 
 
-def make_network(config: Config):
-    _, _, _, num_actions = common.make_env(config)
-    return q_network(config, num_actions, core=config.core, core_size=config.core_size,
+PRESETS: dict = {}
+
+
+def network(config: Config, spec: EnvSpec):
+    return q_network(config, spec.num_actions, core=config.core, core_size=config.core_size,
                      head_sizes=config.head_sizes)
+
+
+def make_agent(config: Config, spec: EnvSpec):
+    """The recurrent ε-greedy Q agent (greedy for evaluation)."""
+    return agents.q_agent(network(config, spec))
 
 
 def layout(config: Config) -> WindowLayout:
@@ -64,10 +78,16 @@ def layout(config: Config) -> WindowLayout:
                         stored_carry=config.initial_carry == "stored")
 
 
-def train(config: Config, rng) -> Result:
+def loop(config: Config) -> Loop:
+    """DRQN as a resumable `Loop`; one update = `log_every` env steps (one metrics row)."""
+    _, _, spec = common.make_env(config)
+    return q_loop(config, network(config, spec), layout(config))
+
+
+def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:
     """Train DRQN; pure, jit/vmap-able over `rng` and traced config fields.
 
     Returns:
       `Result(TrainState, metrics)`, as `dqn.train`.
     """
-    return train_q(config, rng, make_network(config), layout(config))
+    return train_loop(loop(config), rng, callback=callback, callback_every=callback_every)

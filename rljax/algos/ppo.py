@@ -20,36 +20,48 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rljax import losses, returns
+from rljax import losses, parallel, returns
 from rljax.algos import onpolicy
+from rljax.algos.base import train_loop
 from rljax.algos.common import make_env
-from rljax.config import config_class, static
-from rljax.distributions import categorical_log_prob
+from rljax.config import Preset, at_least, config_class, from_preset, positive, probability, static, traced
 from rljax.learner import TrainState, make_learner
 from rljax.types import Result, Trajectory
 
 
 @config_class
 class Config(onpolicy.ActorCriticConfig):
-    """Defaults: the well-known CartPole PPO (CleanRL / PureJaxRL)."""
+    """Defaults: the well-known CartPole PPO (CleanRL / PureJaxRL), sensible on any env."""
 
-    num_epochs: int = static(4, doc="passes over each rollout")
-    num_minibatches: int = static(4, doc="minibatches per epoch")
+    num_epochs: int = static(4, doc="passes over each rollout", check=at_least(1))
+    num_minibatches: int = static(4, doc="minibatches per epoch", check=at_least(1))
     anneal_lr: bool = static(True, doc="linear learning-rate decay to 0")
     normalize_advantages: bool = static(True, doc="per-minibatch advantage normalisation")
     clip_value: bool = static(True, doc="PPO value clipping (CleanRL/PureJaxRL default)")
 
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
+    gae_lambda: float = traced(0.95, doc="GAE lambda", check=probability)
+    clip_eps: float = traced(0.2, doc="PPO ratio clip epsilon (also the value clip)", check=positive)
+
+    def validate(self):
+        onpolicy.check_minibatches(self, self.num_minibatches)
+
+
+PRESETS = {
+    "recurrent": Preset(
+        "Recurrent PPO: a 128-unit embedding, a GRU-128 core, separate 128-unit heads on one "
+        "trunk; 16 envs and lr 2e-3, tuned on CartPole-P-v1 (velocities hidden), where it "
+        "reaches 500 within 1e6 steps (benchmarks/onpolicy_learning.md)",
+        dict(core="gru", core_size=128, hidden_sizes=(128,), head_sizes=(128,),
+             activation="relu", shared=True, num_envs=16, lr=2e-3)),
+}
 
 
 def recurrent_config(**changes) -> Config:
-    """Recurrent PPO: a 128-unit embedding, a GRU-128 core, separate 128-unit heads on
-    one trunk; 16 envs and lr 2e-3, tuned on CartPole-P-v1 (velocities hidden), where
-    it reaches 500 within 1e6 steps (benchmarks/onpolicy_learning.md)."""
-    defaults = dict(core="gru", core_size=128, hidden_sizes=(128,), head_sizes=(128,),
-                    activation="relu", shared=True, num_envs=16, lr=2e-3)
-    return Config(**{**defaults, **changes})
+    """The `recurrent` preset (tuned on CartPole-P-v1), with `changes` on top."""
+    return from_preset(Config, PRESETS, "recurrent", **changes)
+
+
+make_agent = onpolicy.make_agent
 
 
 class Batch(NamedTuple):
@@ -68,44 +80,40 @@ def make_batch(config: Config, agent, params, traj: Trajectory) -> tuple[Batch, 
     """GAE advantages and value targets; returns `(batch, carry0)` in sequence layout."""
     out = traj.outputs
     v_t = onpolicy.successor_values_of(agent, params, traj, out.value)
-    lambda_t = config.gae_lambda * (1.0 - traj.truncated.astype(jnp.float32))
     adv = returns.over_envs(returns.generalized_advantage, traj.reward,
-                            onpolicy.discounts(config, traj), out.value, v_t, lambda_=lambda_t)
+                            onpolicy.discounts(config, traj), out.value, v_t,
+                            lambda_=config.gae_lambda, truncated_t=traj.truncated)
     batch = Batch(traj.obs, traj.first, traj.action, out.log_prob, out.value, adv, adv + out.value)
     if config.core is None:   # transitions, not sequences: [T, B] -> [1, T * B]
         batch = jax.tree.map(lambda x: x.reshape((1, -1, *x.shape[2:])), batch)
     return batch, traj.carry0
 
 
-def _normalize(adv, axis_name=None):
-    """`(adv - mean) / std` over the minibatch (over all devices' minibatches on `axis_name`)."""
-    if axis_name is None:
-        return (adv - adv.mean()) / (adv.std() + 1e-8)
-    mean = jax.lax.pmean(adv.mean(), axis_name)
-    var = jax.lax.pmean(jnp.mean(jnp.square(adv - mean)), axis_name)
+def _normalize(adv):
+    """`(adv - mean) / std` over the minibatch (over all devices' minibatches)."""
+    mean = parallel.pmean(adv.mean())
+    var = parallel.pmean(jnp.mean(jnp.square(adv - mean)))
     return (adv - mean) / (jnp.sqrt(var) + 1e-8)
 
 
-def loss_fn(config: Config, agent, *, axis_name=None):
+def loss_fn(config: Config, agent):
     """`(params, (batch, carry0)) -> (loss, metrics)`: clipped surrogate + value + entropy.
 
-    `axis_name`: data parallelism; advantages are normalised with statistics over the
+    Under data parallelism advantages are normalised with statistics over the
     minibatches of all devices (the loss itself is averaged by the learner)."""
 
     def loss(params, data):
         batch, carry0 = data
-        _, (logits, value) = agent.unroll(params, carry0, batch.obs, batch.first)
-        adv = batch.advantage
-        if config.normalize_advantages:
-            adv = _normalize(adv, axis_name)
-        log_prob = categorical_log_prob(logits, batch.action)
-        pg, pg_metrics = losses.ppo_clip_loss(log_prob, batch.log_prob, adv, clip_eps=config.clip_eps)
+        _, (dist, value) = agent.unroll(params, carry0, batch.obs, batch.first)
+        adv = _normalize(batch.advantage) if config.normalize_advantages else batch.advantage
+        pg, pg_metrics = losses.ppo_clip_loss(dist.log_prob(batch.action), batch.log_prob, adv,
+                                              clip_eps=config.clip_eps)
         if config.clip_value:
             v_loss, _ = losses.clipped_value_loss(value, batch.value, batch.target,
                                                   clip_eps=config.clip_eps)
         else:
             v_loss, _ = losses.value_loss(value, batch.target)
-        ent, ent_metrics = losses.entropy_loss(logits)
+        ent, ent_metrics = losses.entropy_loss(dist.entropy())
         total = pg + config.vf_coef * v_loss + config.ent_coef * ent
         return total, {"policy_loss": pg, "value_loss": v_loss, **pg_metrics, **ent_metrics}
 
@@ -127,21 +135,14 @@ def _select(data, idx):
     return (jax.tree.map(lambda x: x[:, idx], batch), jax.tree.map(lambda x: x[idx], carry0))
 
 
-def loop(config: Config, *, parallel: onpolicy.DataParallel = onpolicy.DataParallel()
-         ) -> onpolicy.Loop:
-    """PPO as a resumable `onpolicy.Loop` (`init`, `run` in pieces).
-
-    `parallel`: the data-parallel layout when this runs per device inside
-    `jax.shard_map` (`rljax.sweep.data_parallel` sets it; leave it out otherwise)."""
-    onpolicy.validate(config)
-    onpolicy.check_minibatches(config, config.num_minibatches)
-    env, env_params, obs_shape, num_actions = make_env(config)
-    agent = onpolicy.make_agent(config, num_actions)
+def loop(config: Config) -> onpolicy.Loop:
+    """PPO as a resumable `Loop` (`init`, `run` in pieces)."""
+    env, env_params, spec = make_env(config)
+    agent = make_agent(config, spec)
     grad_steps = config.num_updates * config.num_epochs * config.num_minibatches
     lr = optax.linear_schedule(config.lr, 0.0, grad_steps) if config.anneal_lr else config.lr
     tx = onpolicy.adam(config, lr)
-    learner = make_learner(loss_fn(config, agent, axis_name=parallel.axis_name), tx,
-                           axis_name=parallel.axis_name)
+    learner = make_learner(loss_fn(config, agent), tx)
 
     def learn(train_state: TrainState, traj: Trajectory, key):
         data = make_batch(config, agent, train_state.params, traj)
@@ -153,13 +154,9 @@ def loop(config: Config, *, parallel: onpolicy.DataParallel = onpolicy.DataParal
         return train_state, jax.tree.map(jnp.mean, metrics)
 
     return onpolicy.make_loop(config, agent=agent, env=env, env_params=env_params,
-                              obs_shape=obs_shape, tx=tx, learn=learn, parallel=parallel)
+                              obs_shape=spec.obs_shape, tx=tx, learn=learn)
 
 
-def train(config: Config, rng, *, callback=None, callback_every: int = 1,
-          parallel: onpolicy.DataParallel = onpolicy.DataParallel()) -> Result:
-    """Train PPO; pure and jit-able; vmap over `rng` (seeds) and traced config fields.
-
-    `parallel`: see `loop` (set by `rljax.sweep.data_parallel`)."""
-    return onpolicy.train_loop(loop(config, parallel=parallel), rng, callback=callback,
-                               callback_every=callback_every)
+def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:
+    """Train PPO; pure and jit-able; vmap over `rng` (seeds) and traced config fields."""
+    return train_loop(loop(config), rng, callback=callback, callback_every=callback_every)

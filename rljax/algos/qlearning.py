@@ -28,11 +28,12 @@ import optax
 
 from rljax import agents, losses, nets, returns
 from rljax.algos import common
+from rljax.algos.base import Loop, scan_updates
 from rljax.buffers import ReplayStep, make_sequence_buffer, replay_steps
-from rljax.config import config_class, static
+from rljax.config import (at_least, config_class, each, non_negative, one_of, positive,
+                          probability, static, traced)
 from rljax.learner import TrainState, make_learner
 from rljax.rollout import init_rollout, rollout
-from rljax.types import Result
 
 sg = jax.lax.stop_gradient
 
@@ -41,36 +42,46 @@ sg = jax.lax.stop_gradient
 class QConfig(common.EnvConfig):
     """Fields shared by DQN and DRQN. Defaults: CleanRL's CartPole DQN."""
 
-    num_envs: int = static(10)
-    total_steps: int = static(500_000, doc="env steps, all envs together")
-    buffer_size: int = static(10_000, doc="replay capacity in env steps")
-    batch_size: int = static(128, doc="transitions (DQN) or sequences (DRQN) per gradient step")
-    learning_starts: int = static(10_000, doc="env steps collected before the first update")
-    train_every: int = static(10, doc="env steps between training phases")
-    gradient_steps: int = static(1, doc="gradient steps per training phase")
-    target_update_every: int = static(500, doc="env steps between target updates")
-    hidden_sizes: tuple[int, ...] = static((120, 84))
-    activation: str = static("relu")
-    double_q: bool = static(False)
-    n_step: int = static(1)
-    loss: str = static("mse", doc="'mse' or 'huber'")
-    log_every: int = static(5_000, doc="env steps per row of metrics")
-    unroll: int = static(1, doc="lax.scan unroll of the training loop")
-    # traced
-    lr: float = 2.5e-4
-    gamma: float = 0.99
-    eps_start: float = 1.0
-    eps_end: float = 0.05
-    exploration_fraction: float = 0.5   # of total_steps; 0.5 x 5e5 = 250k
-    tau: float = 1.0                    # target update: 1 hard, < 1 Polyak
-    huber_delta: float = 1.0
-    max_grad_norm: float = 10.0
+    num_envs: int = static(10, doc="parallel envs", check=at_least(1))
+    total_steps: int = static(500_000, doc="env steps per seed, all envs together",
+                              check=at_least(1))
+    buffer_size: int = static(10_000, doc="replay capacity in env steps", check=at_least(1))
+    batch_size: int = static(128, doc="transitions (DQN) or sequences (DRQN) per gradient step",
+                             check=at_least(1))
+    learning_starts: int = static(10_000, doc="env steps collected before the first update",
+                                  check=at_least(0))
+    train_every: int = static(10, doc="env steps (all envs) between training phases",
+                              check=at_least(1))
+    gradient_steps: int = static(1, doc="gradient steps per training phase", check=at_least(1))
+    target_update_every: int = static(500, doc="env steps between target updates",
+                                      check=at_least(1))
+    hidden_sizes: tuple[int, ...] = static((120, 84), doc="MLP torso sizes", check=each(positive))
+    activation: str = static("relu", doc="tanh | relu | elu | gelu",
+                             check=one_of(*nets.mlp.ACTIVATIONS))
+    double_q: bool = static(False, doc="double Q-learning targets (online net picks a*)")
+    n_step: int = static(1, doc="n of n-step targets", check=at_least(1))
+    loss: str = static("mse", doc="'mse' or 'huber'", check=one_of("mse", "huber"))
+    log_every: int = static(5_000, doc="env steps per update (one row of metrics)",
+                            check=at_least(1))
+    unroll: int = static(1, doc="lax.scan unroll of the training loop", check=at_least(1))
 
-    def __post_init__(self):
-        if self.loss not in ("mse", "huber"):
-            raise ValueError(f"loss must be 'mse' or 'huber', got {self.loss!r}")
-        if self.n_step < 1:
-            raise ValueError(f"n_step must be >= 1, got {self.n_step}")
+    lr: float = traced(2.5e-4, doc="Adam learning rate", check=non_negative)
+    gamma: float = traced(0.99, doc="discount factor", check=non_negative)
+    eps_start: float = traced(1.0, doc="initial exploration epsilon", check=probability)
+    eps_end: float = traced(0.05, doc="final exploration epsilon", check=probability)
+    exploration_fraction: float = traced(0.5, doc="fraction of total_steps over which epsilon "
+                                         "decays linearly", check=non_negative)
+    tau: float = traced(1.0, doc="target update: 1 hard copy, < 1 Polyak averaging",
+                        check=probability)
+    huber_delta: float = traced(1.0, doc="Huber loss delta (loss='huber')", check=positive)
+    max_grad_norm: float = traced(10.0, doc="global-norm gradient clip (inf: none)",
+                                  check=positive)
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.log_every
+
+    def validate(self):
         common.check_divides("train_every", self.train_every, "num_envs", self.num_envs)
         common.check_divides("log_every", self.log_every, "train_every", self.train_every)
         common.check_divides("total_steps", self.total_steps, "log_every", self.log_every)
@@ -205,12 +216,15 @@ def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, he
         core_size=core_size, head_sizes=tuple(head_sizes)))
 
 
-class _Loop(NamedTuple):
-    learner: TrainState
+class QLoopState(NamedTuple):
+    """Everything replay Q-learning carries from one update (log row) to the next."""
+
+    train_state: TrainState   # online params, optimizer state, gradient steps
     target_params: Any
-    buffer: Any
-    rollout: Any
+    buffer: Any               # flashbax trajectory-buffer state
+    rollout: Any              # env states, observations, first flags, actor carry
     key: jax.Array
+    update: jax.Array         # updates (log rows) done, int32; sets the ε schedule
 
 
 def _nan_metrics():
@@ -234,24 +248,22 @@ def _summarise(per_iter: dict) -> dict:
     return row
 
 
-def train_q(config: QConfig, rng, net, layout: WindowLayout) -> Result:
-    """The replay Q-learning loop, one `lax.scan` program: act ε-greedily for
-    `train_every` env steps, add them to replay, then (once `learning_starts` steps
-    are in) take `gradient_steps` steps on sampled windows; copy/Polyak the target
-    every `target_update_every` env steps.
-
-    Returns:
-      `Result(TrainState of the online net, metrics [total_steps // log_every])`.
+def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
+    """Replay Q-learning as a resumable `Loop`. One update is `log_every` env steps:
+    `log_every / train_every` iterations of: act ε-greedily for `train_every` env
+    steps, add them to replay, then (once `learning_starts` steps are in) take
+    `gradient_steps` steps on sampled windows; copy/Polyak the target every
+    `target_update_every` env steps. The state (`QLoopState`) holds the replay
+    buffer, so a resumed run samples exactly what the uninterrupted one does.
     """
     cfg = config
-    env, env_params, obs_shape, num_actions = common.make_env(cfg)
     agent = agents.q_agent(net)
+    env, env_params, spec = common.make_env(cfg)
     rollout_len = cfg.train_every // cfg.num_envs
     if cfg.learning_starts < cfg.num_envs * layout.length:
         raise ValueError(f"learning_starts={cfg.learning_starts} must cover one window per env "
                          f"(num_envs * {layout.length})")
     iters_per_log = cfg.log_every // cfg.train_every
-    num_logs = cfg.total_steps // cfg.log_every
     buffer = make_sequence_buffer(num_envs=cfg.num_envs, capacity=cfg.buffer_size,
                                   batch_size=cfg.batch_size, sequence_length=layout.length,
                                   period=layout.period)
@@ -264,59 +276,60 @@ def train_q(config: QConfig, rng, net, layout: WindowLayout) -> Result:
                              double_q=cfg.double_q, n_step=cfg.n_step, huber_delta=huber)
 
     learner = make_learner(loss_fn, tx)
-
-    k_init, k_reset, k_loop = jax.random.split(rng, 3)
-    params = agent.init(k_init, jnp.zeros(obs_shape, jnp.float32))
-    ro_state = init_rollout(env, env_params, agent, k_reset, cfg.num_envs)
-    example = ReplayStep(
-        obs=jnp.zeros(obs_shape, jnp.float32), first=jnp.zeros((), bool),
-        carry=jax.tree.map(lambda c: c[0], ro_state.carry) if layout.stored_carry else (),
-        action=jnp.zeros((), jnp.int32), reward=jnp.zeros((), jnp.float32),
-        terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
-        final_obs=jnp.zeros(obs_shape, jnp.float32))
-    init = _Loop(learner.init(params), params, buffer.init(example), ro_state, k_loop)
     target_period = cfg.target_update_every // cfg.train_every
 
-    def learn(loop: _Loop, key):
-        def grad_step(state, k):
-            steps = buffer.sample(loop.buffer, k)
-            return learner.update(state, (steps, loop.target_params))
+    def init(rng) -> QLoopState:
+        k_init, k_reset, k_loop = jax.random.split(rng, 3)
+        params = agent.init(k_init, jnp.zeros(spec.obs_shape, jnp.float32))
+        ro_state = init_rollout(env, env_params, agent, k_reset, cfg.num_envs)
+        example = ReplayStep(
+            obs=jnp.zeros(spec.obs_shape, jnp.float32), first=jnp.zeros((), bool),
+            carry=jax.tree.map(lambda c: c[0], ro_state.carry) if layout.stored_carry else (),
+            action=jnp.zeros((), jnp.int32), reward=jnp.zeros((), jnp.float32),
+            terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
+            final_obs=jnp.zeros(spec.obs_shape, jnp.float32))
+        return QLoopState(learner.init(params), params, buffer.init(example), ro_state, k_loop,
+                          jnp.zeros((), jnp.int32))
+
+    def learn(state: QLoopState, key):
+        def grad_step(ts, k):
+            steps = buffer.sample(state.buffer, k)
+            return learner.update(ts, (steps, state.target_params))
 
         if cfg.gradient_steps == 1:
-            return grad_step(loop.learner, key)
-        state, metrics = jax.lax.scan(grad_step, loop.learner,
-                                      jax.random.split(key, cfg.gradient_steps))
-        return state, jax.tree.map(jnp.mean, metrics)
+            return grad_step(state.train_state, key)
+        ts, metrics = jax.lax.scan(grad_step, state.train_state,
+                                   jax.random.split(key, cfg.gradient_steps))
+        return ts, jax.tree.map(jnp.mean, metrics)
 
-    def iteration(loop: _Loop, i):
-        key, k_act, k_learn = jax.random.split(loop.key, 3)
+    def iteration(state: QLoopState, i):
+        key, k_act, k_learn = jax.random.split(state.key, 3)
         steps_before = i * cfg.train_every
         eps = linear_epsilon(steps_before, start=cfg.eps_start, end=cfg.eps_end,
                              duration=cfg.exploration_fraction * cfg.total_steps)
-        ro_state, traj = rollout(agent, loop.learner.params, env, env_params, loop.rollout,
+        ro_state, traj = rollout(agent, state.train_state.params, env, env_params, state.rollout,
                                  k_act, rollout_len, epsilon=eps)
-        buf = buffer.add(loop.buffer, replay_steps(traj, store_carry=layout.stored_carry))
-        loop = loop._replace(buffer=buf, rollout=ro_state, key=key)
+        buf = buffer.add(state.buffer, replay_steps(traj, store_carry=layout.stored_carry))
+        state = state._replace(buffer=buf, rollout=ro_state, key=key)
         steps_after = steps_before + cfg.train_every
-        learner_state, metrics = jax.lax.cond(
-            steps_after >= cfg.learning_starts,
-            lambda: learn(loop, k_learn),
-            lambda: (loop.learner, _nan_metrics()))
-        update_now = jnp.logical_and(steps_after >= cfg.learning_starts,
-                                     (i + 1) % target_period == 0)
+        learning = steps_after >= cfg.learning_starts
+        train_state, metrics = jax.lax.cond(learning, lambda: learn(state, k_learn),
+                                            lambda: (state.train_state, _nan_metrics()))
         target = jax.lax.cond(
-            update_now,
-            lambda: update_target(learner_state.params, loop.target_params, tau=cfg.tau),
-            lambda: loop.target_params)
-        loop = loop._replace(learner=learner_state, target_params=target)
+            jnp.logical_and(learning, (i + 1) % target_period == 0),
+            lambda: update_target(train_state.params, state.target_params, tau=cfg.tau),
+            lambda: state.target_params)
         out = {**common.trajectory_metrics(traj), **metrics, "epsilon": eps,
                "env_steps": jnp.asarray(steps_after, jnp.float32)}
-        return loop, out
+        return state._replace(train_state=train_state, target_params=target), out
 
-    def log_block(loop, block):
-        idx = block * iters_per_log + jnp.arange(iters_per_log)
-        loop, per_iter = jax.lax.scan(iteration, loop, idx, unroll=cfg.unroll)
-        return loop, _summarise(per_iter)
+    def update(state: QLoopState):
+        index = state.update * iters_per_log + jnp.arange(iters_per_log)
+        state, per_iter = jax.lax.scan(iteration, state, index, unroll=cfg.unroll)
+        return state._replace(update=state.update + 1), _summarise(per_iter)
 
-    final, metrics = jax.lax.scan(log_block, init, jnp.arange(num_logs))
-    return Result(final.learner, metrics)
+    def run(state: QLoopState, num_updates: int, *, callback=None, callback_every: int = 1):
+        return scan_updates(update, state, num_updates, callback=callback,
+                            callback_every=callback_every)
+
+    return Loop(init, run, cfg.num_updates, cfg.log_every)

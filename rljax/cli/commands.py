@@ -23,12 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 import rljax
-from rljax.algos import onpolicy
+from rljax.algos import seed_keys
 from rljax.algos.common import make_env
 from rljax.cli import configs, plots, rundir
 from rljax.cli.configs import UsageError
 from rljax.cli.progress import Progress, reports_every
 from rljax.config import StaticFieldError
+from rljax.metrics import final_return
 from rljax.rollout import evaluate
 
 _INPUT_ERRORS = (ValueError, TypeError, KeyError, StaticFieldError)
@@ -41,10 +42,6 @@ def _checked(fn, *args, **kwargs):
     except _INPUT_ERRORS as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(message) from None
-
-
-def _seed_keys(seed: int, seeds: int):
-    return jax.random.split(jax.random.key(seed), seeds)
 
 
 def progress_segment(num_updates: int, reports: int = 40) -> int:
@@ -75,7 +72,8 @@ def build_train_record(args) -> dict:
                              "--set and --config")
         return rundir.read_config(Path(args.resume))
     file_data = configs.read_config_file(args.config) if args.config else {}
-    run_keys = ("algo", "seeds", "seed", "checkpoint_every", "rljax_version")
+    run_keys = ("algo", "seeds", "seed", "checkpoint_every", "rljax_version", "preset",
+                "steps_per_update")
     if isinstance(file_data.get("config"), dict):      # a run folder's config.json
         fields = dict(file_data["config"])
     else:                                              # a flat mapping; may name algo/seeds
@@ -86,26 +84,18 @@ def build_train_record(args) -> dict:
     if args.env:
         changes["env_id"] = args.env
     changes.update(configs.parse_sets(args.set or []))
-    config = configs.make_config(algo, changes)
+    preset = args.preset or file_data.get("preset")
+    config = configs.make_config(algo, changes, preset=preset)
+    loop = _checked(algo.loop, config)
     seeds = args.seeds if args.seeds is not None else int(file_data.get("seeds", 4))
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     every = args.checkpoint_every
     if every is not None and every < 1:
         raise UsageError(f"--checkpoint-every must be >= 1, got {every}")
-    if every and not hasattr(algo, "loop"):
-        raise UsageError(f"{algo_name} cannot checkpoint yet (it has no resumable loop)")
-    return {"algo": algo_name, "seeds": seeds, "seed": args.seed, "checkpoint_every": every,
+    return {"algo": algo_name, "preset": preset, "seeds": seeds, "seed": args.seed,
+            "checkpoint_every": every, "steps_per_update": loop.steps_per_update,
             "rljax_version": rljax.__version__, "config": configs.to_json(config)}
-
-
-def _program(algo, config):
-    """`(init(keys) -> state, run(state, n, callback, every) -> (state, metrics), num_updates)`,
-    vmapped over seeds; plain `train` for an algorithm without a resumable loop."""
-    if hasattr(algo, "loop"):
-        loop = _checked(algo.loop, config)
-        return jax.vmap(loop.init), loop.run, loop.num_updates
-    return None, None, None
 
 
 def train(args, console: Console) -> Path:
@@ -113,10 +103,10 @@ def train(args, console: Console) -> Path:
     algo = configs.get_algo(record["algo"])
     config = configs.make_config(algo, record["config"])
     seeds, every = record["seeds"], record["checkpoint_every"]
-    keys = _seed_keys(record["seed"], seeds)
-    init, run, num_updates = _program(algo, config)
-    if init is None:
-        return _train_whole(args, console, record, algo, config, keys)
+    keys = seed_keys(seeds, start=record["seed"])
+    loop = _checked(algo.loop, config)
+    record.setdefault("steps_per_update", loop.steps_per_update)   # folders of rljax 0.1.0
+    init, run, num_updates = jax.vmap(loop.init), loop.run, loop.num_updates
 
     state_like = _checked(jax.eval_shape, init, keys)
     start, state, done_metrics = 0, None, None
@@ -137,7 +127,7 @@ def train(args, console: Console) -> Path:
     else:
         seg = progress_segment(num_updates)
     segments = _segments(start, num_updates, seg)
-    steps_per_update = config.num_envs * config.num_steps
+    steps_per_update = loop.steps_per_update
     progress = Progress(num_updates * steps_per_update, seeds, start_steps=start * steps_per_update,
                         console=console, enabled=not args.quiet, label=record["algo"])
     cb_every = reports_every(num_updates)
@@ -188,25 +178,6 @@ def train(args, console: Console) -> Path:
     return run_dir
 
 
-def _train_whole(args, console, record, algo, config, keys) -> Path:
-    """An algorithm with only `train(config, rng)`: one program, no checkpoints."""
-    if args.resume:
-        raise UsageError(f"{record['algo']} cannot resume (it has no resumable loop)")
-    fn = jax.jit(jax.vmap(lambda c, k: algo.train(c, k), in_axes=(None, 0)))
-    traced = _checked(fn.trace, config, keys)
-    run_dir = rundir.new_run_dir(args.out, record["algo"], config.env_id)
-    rundir.write_config(run_dir, record)
-    t0 = time.perf_counter()
-    with console.status(f"training {record['algo']} (compiling)"):
-        compiled = traced.lower().compile()
-        compile_s = time.perf_counter() - t0
-        result = jax.block_until_ready(compiled(config, keys))
-    metrics = jax.tree.map(np.asarray, result.metrics)
-    _finish(console, run_dir, record, config, result.train_state.params, metrics, compile_s=compile_s,
-            train_s=time.perf_counter() - t0 - compile_s, updates_run=metrics["env_steps"].shape[1])
-    return run_dir
-
-
 def _last_return(metrics) -> float:
     """Mean over seeds of the last finite episode return of a segment (NaN if none)."""
     ret = np.asarray(metrics["episode_return"])        # [seeds, updates]
@@ -214,21 +185,12 @@ def _last_return(metrics) -> float:
     return float(np.mean(last)) if last else float("nan")
 
 
-def _final_returns(metrics) -> np.ndarray:
-    """Per seed: mean return over the last 10% of updates (NaN-aware)."""
-    returns = np.asarray(metrics["episode_return"], dtype=float)
-    tail = returns[:, -max(1, returns.shape[1] // 10):]
-    with np.errstate(all="ignore"):
-        counts = np.isfinite(tail).sum(1)
-        return np.where(counts > 0, np.nansum(tail, 1) / np.maximum(counts, 1), np.nan)
-
-
 def _finish(console, run_dir, record, config, params, metrics, *, compile_s, train_s, updates_run):
     rundir.write_metrics(run_dir, metrics)
     plots.learning_curve(metrics, run_dir / rundir.CURVE,
                          title=f"{record['algo']} on {config.env_id} ({record['seeds']} seeds)")
     rundir.save_params(run_dir, params)
-    final = _final_returns(metrics)
+    final = final_return(metrics["episode_return"])
     seeds, updates = np.asarray(metrics["env_steps"]).shape
     steps = float(np.asarray(metrics["env_steps"])[0, -1])
     steps_run = steps * updates_run / updates
@@ -236,7 +198,8 @@ def _finish(console, run_dir, record, config, params, metrics, *, compile_s, tra
         ("run folder", str(run_dir)),
         ("algorithm", f"{record['algo']} on {config.env_id}"),
         ("seeds", f"{seeds} (vmapped, base seed {record['seed']})"),
-        ("updates", f"{updates} ({steps:,.0f} env steps per seed)"),
+        ("updates", f"{updates} of {record['steps_per_update']:,} env steps per seed "
+                    f"({steps:,.0f} in all); one row of {rundir.METRICS} each"),
         ("time", f"compile+init {compile_s:.1f} s, train {train_s:.1f} s"
                  + (f", {steps_run * seeds / train_s:,.0f} env steps/s" if train_s > 0 else "")),
         ("final return", f"{np.nanmean(final):.1f} ± {np.nanstd(final):.1f} over seeds "
@@ -266,8 +229,8 @@ def eval_run(args, console: Console) -> dict:
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
     params = rundir.load_params(run_dir)
-    env, env_params, _, num_actions = make_env(config)
-    agent = getattr(algo, "make_agent", onpolicy.make_agent)(config, num_actions)
+    env, env_params, spec = make_env(config)
+    agent = algo.make_agent(config, spec)
     greedy = not args.stochastic
 
     def one(p, key):
@@ -275,7 +238,7 @@ def eval_run(args, console: Console) -> dict:
         return evaluate(agent, p, env, env_params, key, args.episodes, **kwargs)
 
     seeds = record["seeds"]
-    keys = _seed_keys(args.seed, seeds)
+    keys = seed_keys(seeds, start=args.seed)
     with console.status("evaluating"):
         returns, lengths = jax.block_until_ready(jax.jit(jax.vmap(one))(params, keys))
     returns, lengths = np.asarray(returns), np.asarray(lengths)

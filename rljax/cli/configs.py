@@ -18,20 +18,11 @@ from typing import Any
 
 import yaml
 
+from rljax import algos
 from rljax import config as config_lib
-from rljax.algos import a2c, ppo, reinforce
 
-# Add an algorithm by adding a line: the module needs `Config` and
-# `train(config, rng, *, callback=None, callback_every=1)`; with `loop(config)`
-# (an `onpolicy.Loop`-like init/run pair) it also gets checkpoints and --resume.
-ALGOS: dict[str, types.ModuleType] = {"ppo": ppo, "a2c": a2c, "reinforce": reinforce}
-for _name in ("dqn", "drqn"):   # plugged in when their modules exist
-    try:
-        ALGOS[_name] = __import__(f"rljax.algos.{_name}", fromlist=["Config"])
-    except ImportError:
-        pass
-
-DEFAULT_ALGO = "ppo"
+ALGOS = algos.REGISTRY          # the one registry (rljax.algos)
+DEFAULT_ALGO = algos.DEFAULT
 
 
 class UsageError(Exception):
@@ -44,16 +35,15 @@ def close_match(word: str, choices) -> str:
 
 
 def get_algo(name: str) -> types.ModuleType:
-    if name not in ALGOS:
-        raise UsageError(f"unknown algorithm {name!r}{close_match(name, ALGOS)}; "
-                         f"known: {', '.join(ALGOS)}")
-    return ALGOS[name]
+    try:
+        return algos.get(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def field_type(cls, name: str) -> str:
     """The field's annotation as a string ('int', 'tuple[int, ...]', 'str | None')."""
-    annotation = {f.name: f.type for f in dataclasses.fields(cls)}[name]
-    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    return config_lib.type_name({f.name: f for f in dataclasses.fields(cls)}[name])
 
 
 def _scalar(name: str, kind: str, value: Any, shown: Any):
@@ -150,10 +140,17 @@ def read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def make_config(algo: types.ModuleType, changes: dict[str, Any]):
-    """`algo.Config` with `changes` coerced to the fields' types."""
+def make_config(algo: types.ModuleType, changes: dict[str, Any], preset: str | None = None):
+    """`algo.Config` (from its preset `preset`, if given) with `changes` coerced to the
+    fields' types."""
     cls = algo.Config
     names = [f.name for f in dataclasses.fields(cls)]
+    if preset is not None:
+        if preset not in algo.PRESETS:
+            name = algo.__name__.split(".")[-1]
+            raise UsageError(f"unknown preset {preset!r} for {name}{close_match(preset, algo.PRESETS)}; "
+                             f"presets: {', '.join(algo.PRESETS) or 'none'} (`rljax list {name}`)")
+        changes = {**algo.PRESETS[preset].changes, **changes}
     values = {}
     for key, value in changes.items():
         if key not in names:
@@ -187,5 +184,5 @@ def describe_fields(cls) -> list[tuple[str, str, str, bool, str]]:
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else ""
         rows.append((f.name, field_type(cls, f.name), repr(default),
-                     config_lib.is_static(cls, f.name), f.metadata.get("doc", "")))
+                     config_lib.is_static(cls, f.name), config_lib.field_doc(cls, f.name)))
     return rows

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", metavar="ID", help="env id (`rljax list` shows them)")
     t.add_argument("--seeds", type=int, metavar="N", help="seeds vmapped in one program (default 4)")
     t.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    t.add_argument("--preset", metavar="NAME", help="start from a named preset of ALGO "
+                   "(`rljax list ALGO` shows them), e.g. a2c --preset salina")
     t.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="config field, value parsed as YAML (repeatable): lr=1e-3, "
                         "hidden_sizes=[64,64], core=gru")
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_command(args, console: Console) -> None:
-    from rljax import envs
+    from rljax import algos, envs
     from rljax.cli import configs
 
     names = [args.algo] if args.algo else list(ALGOS)
@@ -120,7 +122,8 @@ def list_command(args, console: Console) -> None:
         table.add_column("name", style="bold")
         table.add_column("description")
         for name, module in ALGOS.items():
-            table.add_row(name, (module.__doc__ or "").strip().splitlines()[0])
+            presets = ", ".join(module.PRESETS) or "-"
+            table.add_row(name, algos.describe(name) + f" [dim](presets: {presets})[/dim]")
         console.print(table)
         console.print("[bold]envs:[/bold] " + ", ".join(envs.list_envs()))
     for name in names:
@@ -131,6 +134,10 @@ def list_command(args, console: Console) -> None:
         for field, kind, default, static, doc in configs.describe_fields(ALGOS[name].Config):
             table.add_row(field, kind, default, "static" if static else "[green]traced[/green]", doc)
         console.print(table)
+        for preset, (doc, changes) in ALGOS[name].PRESETS.items():
+            fields = ", ".join(f"{k}={v}" for k, v in changes.items())
+            console.print(f"[bold]preset {preset}[/bold] (`--preset {preset}`): {doc}. "
+                          f"[dim]{fields}[/dim]")
 
 
 def main(argv: list[str] | None = None) -> int:

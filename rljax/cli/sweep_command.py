@@ -78,7 +78,7 @@ def sweep_command(args, console: Console) -> Path:
     if args.env:
         changes["env_id"] = args.env
     changes.update(configs.parse_sets(args.set or []))
-    base = configs.make_config(algo, changes)
+    base = configs.make_config(algo, changes, preset=args.preset)
     space = build_space(args, algo.Config)
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
@@ -117,6 +117,7 @@ def add_parser(sub) -> None:
     s.add_argument("algo", metavar="ALGO", help=f"one of {', '.join(configs.ALGOS)}")
     s.add_argument("--env", metavar="ID")
     s.add_argument("--set", action="append", metavar="FIELD=VALUE", help="base config field")
+    s.add_argument("--preset", metavar="NAME", help="base config from a named preset of ALGO")
     s.add_argument("--config", metavar="FILE", help="base config from a YAML/JSON file")
     s.add_argument("--grid", action="append", metavar="FIELD=V1,V2", help="grid axis (repeatable)")
     s.add_argument("--samples", type=int, default=0, metavar="N", help="random points to draw")
@@ -124,7 +125,8 @@ def add_parser(sub) -> None:
     s.add_argument("--uniform", action="append", metavar="FIELD=LO:HI")
     s.add_argument("--choice", action="append", metavar="FIELD=V1,V2")
     s.add_argument("--sample-seed", type=int, default=0)
-    s.add_argument("--seeds", type=int, default=2, help="seeds per point (default 2)")
+    s.add_argument("--seeds", type=int, default=2, help="seeds per point: seeds 0..N-1, the "
+                   "keys of `rljax train --seed S` (default 2)")
     s.add_argument("--chunk-size", type=int, metavar="N", help="members per compiled call")
     s.add_argument("--top", type=int, default=10, help="ranking rows to print")
     s.add_argument("--out", metavar="DIR", help="results folder (default runs/sweep-ALGO-ENV-TIME)")

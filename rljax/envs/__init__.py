@@ -1,5 +1,5 @@
 """Environments: gymnax envs on the 1.0 step API, POMDP variants and wrappers."""
-from rljax.envs.registry import POMDP_VARIANTS, list_envs, make, spec
+from rljax.envs.registry import POMDP_VARIANTS, EnvSpec, list_envs, make, spec
 from rljax.envs.wrappers import (
     EpisodeStats,
     FloatObservation,
@@ -10,6 +10,6 @@ from rljax.envs.wrappers import (
 )
 
 __all__ = [
-    "POMDP_VARIANTS", "list_envs", "make", "spec", "EpisodeStats", "FloatObservation",
+    "POMDP_VARIANTS", "EnvSpec", "list_envs", "make", "spec", "EpisodeStats", "FloatObservation",
     "ObservationHistory", "ObservationMask", "PreviousActionReward", "Wrapper",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import gymnax
 
@@ -91,10 +91,18 @@ def make(
     return env, env_params
 
 
-def spec(env, env_params) -> tuple[tuple[int, ...], int]:
-    """`(observation shape, number of discrete actions)` of a made env."""
+class EnvSpec(NamedTuple):
+    """What an agent needs to know of an env: its observation and action spaces."""
+
+    obs_shape: tuple[int, ...]
+    num_actions: int | None   # discrete actions; None for a continuous (Box) space
+    action_shape: tuple[int, ...] = ()
+
+
+def spec(env, env_params) -> EnvSpec:
+    """The `EnvSpec` of a made env."""
     space = env.action_space(env_params)
     if not hasattr(space, "n"):
         raise ValueError(
             f"{env.name} has a continuous action space; rljax's agents need discrete actions")
-    return tuple(env.observation_space(env_params).shape), int(space.n)
+    return EnvSpec(tuple(env.observation_space(env_params).shape), int(space.n))

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from rljax.nets.heads import CategoricalHead
 from rljax.nets.mlp import MLP, dense
 from rljax.nets.recurrent import initial_carry, make_core
 
@@ -37,17 +38,18 @@ class Trunk(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """Categorical policy and state value.
+    """A policy (a distribution value from `policy`, a head in `rljax.nets.heads`) and
+    a state value. `policy` may be an int `A`, short for `CategoricalHead(A)`.
 
     `shared=False` gives the actor and the critic separate trunks (the classic
     CartPole PPO: two 2x64 tanh MLPs), and the carry is `(actor, critic)`;
     `shared=True` puts both heads on one trunk, and the carry is that trunk's.
     Without a recurrent core the carry is `()` either way.
 
-    Returns `(carry, (logits [T, B, A], value [T, B]))`.
+    Returns `(carry, (dist, value [T, B]))`, `dist` with batch shape `[T, B]`.
     """
 
-    num_actions: int
+    policy: int | nn.Module
     trunk: Trunk = Trunk()
     shared: bool = False
 
@@ -62,9 +64,10 @@ class ActorCritic(nn.Module):
             actor_carry, actor_x = self.trunk.clone(parent=self, name="actor")(actor_carry, obs, first)
             critic_carry, critic_x = self.trunk.clone(parent=self, name="critic")(critic_carry, obs, first)
             carry = (actor_carry, critic_carry) if recurrent else ()
-        logits = dense(self.num_actions, 0.01, "policy_head")(actor_x)
+        head = CategoricalHead(self.policy) if isinstance(self.policy, int) else self.policy
+        dist = head.clone(parent=self, name="policy_head")(actor_x)
         value = dense(1, 1.0, "value_head")(critic_x)[..., 0]
-        return carry, (logits, value)
+        return carry, (dist, value)
 
     def initial_carry(self, batch_size: int):
         carry = self.trunk.initial_carry(batch_size)

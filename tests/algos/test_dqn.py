@@ -65,7 +65,7 @@ def test_one_step_loss_is_the_library_q_loss(double):
     """n = 1: the window loss equals losses.(double_)q_learning_loss on Q(final_obs),
     so truncated steps bootstrap from the final observation and terminated ones from 0."""
     cfg = dqn.Config(hidden_sizes=(16,))
-    net = dqn.make_network(cfg)
+    net = dqn.network(cfg, common.make_env(cfg)[2])
     steps = _window(np.random.default_rng(0), 1, 32)
     k1, k2 = jax.random.split(jax.random.key(0))
     params = net.init(k1, (), steps.obs[:1], steps.first[:1])
@@ -87,7 +87,7 @@ def test_one_step_loss_is_the_library_q_loss(double):
 
 def test_n_step_loss_matches_numpy():
     cfg = dqn.Config(hidden_sizes=(16,), n_step=3, loss="huber")
-    net = dqn.make_network(cfg)
+    net = dqn.network(cfg, common.make_env(cfg)[2])
     steps = _window(np.random.default_rng(1), 3, 16)
     params = net.init(jax.random.key(0), (), steps.obs[:1], steps.first[:1])
     target = net.init(jax.random.key(1), (), steps.obs[:1], steps.first[:1])
@@ -149,8 +149,8 @@ def test_dqn_learns_cartpole():
     cfg = dqn.Config(total_steps=60_000, learning_starts=1_000, exploration_fraction=0.3,
                      target_update_every=500, log_every=5_000)
     result = jax.jit(dqn.train)(cfg, jax.random.key(0))
-    env, env_params, _, _ = common.make_env(cfg)
-    agent = agents.q_agent(dqn.make_network(cfg))
+    env, env_params, spec = common.make_env(cfg)
+    agent = dqn.make_agent(cfg, spec)
     returns, _ = jax.jit(lambda p, k: evaluate(agent, p, env, env_params, k, 10, greedy=True))(
         result.train_state.params, jax.random.key(1))
     assert float(np.mean(returns)) >= 150.0

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax.algos import drqn, qlearning
+from rljax.algos import common, drqn, qlearning
 from rljax.buffers import ReplayStep
 
 _SMALL = dict(hidden_sizes=(8,), core_size=8, head_sizes=())
@@ -27,7 +27,7 @@ def _window(length=6, batch=5, obs_dim=2, core_size=8):
 
 
 def _net_and_params(cfg):
-    net = drqn.make_network(cfg)
+    net = drqn.network(cfg, common.make_env(cfg)[2])
     params = net.init(jax.random.key(0), net.initial_carry(1), jnp.zeros((1, 1, 2)),
                       jnp.ones((1, 1), bool))
     target = net.init(jax.random.key(1), net.initial_carry(1), jnp.zeros((1, 1, 2)),

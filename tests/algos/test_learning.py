@@ -8,12 +8,11 @@ import jax
 import numpy as np
 
 from rljax.algos import a2c, ppo, reinforce
+from rljax.metrics import final_return as _final_return
 
 
-def final_return(result, frac=0.05):
-    ret = np.asarray(result.metrics["episode_return"])
-    k = max(1, int(len(ret) * frac))
-    return float(np.nanmean(ret[-k:]))
+def final_return(result):
+    return float(_final_return(result.metrics["episode_return"]))
 
 
 def test_ppo_learns_cartpole():
@@ -22,12 +21,12 @@ def test_ppo_learns_cartpole():
 
 
 def test_a2c_salina_config_reaches_the_time_limit():
-    result = jax.jit(a2c.train)(a2c.Config(), jax.random.key(0))
+    result = jax.jit(a2c.train)(a2c.preset("salina"), jax.random.key(0))
     assert final_return(result) >= 90   # CartPole limited to 100 steps
 
 
 def test_reinforce_rlplay_config_learns():
-    result = jax.jit(reinforce.train)(reinforce.Config(), jax.random.key(0))
+    result = jax.jit(reinforce.train)(reinforce.preset("rlplay"), jax.random.key(0))
     assert final_return(result) >= 300
 
 

@@ -17,8 +17,9 @@ TINY = dict(num_envs=4, num_steps=16, total_steps=4 * 16 * 3, hidden_sizes=(16,)
 @pytest.mark.parametrize("core", [None, "gru", "lstm"])
 def test_ppo_first_epoch_ratio_is_exactly_one(core):
     config = ppo.Config(**{**TINY, "core": core}, max_episode_steps=6, shared=core is not None)
-    env, env_params, obs_shape, num_actions = make_env(config)
-    agent = onpolicy.make_agent(config, num_actions)
+    env, env_params, spec = make_env(config)
+    agent = onpolicy.make_agent(config, spec)
+    obs_shape = spec.obs_shape
     params = agent.init(jax.random.key(0), jnp.zeros(obs_shape))
     state = init_rollout(env, env_params, agent, jax.random.key(1), config.num_envs)
     # two fragments, so the second starts mid-episode from a non-zero carry

@@ -41,7 +41,7 @@ def run_dir(tmp_path_factory, cache):
 def test_run_folder_files(run_dir):
     record = json.loads((run_dir / "config.json").read_text())
     assert record["algo"] == "a2c" and record["seeds"] == 2 and record["checkpoint_every"] == 4
-    assert record["config"]["total_steps"] == 1024 and record["config"]["hidden_sizes"] == [32]
+    assert record["config"]["total_steps"] == 1024 and record["config"]["hidden_sizes"] == [64, 64]
     metrics = rundir.read_metrics(run_dir)
     assert metrics["env_steps"].shape == (2, 16)
     np.testing.assert_array_equal(metrics["env_steps"][0], 64.0 * np.arange(1, 17))
