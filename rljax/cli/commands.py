@@ -25,7 +25,7 @@ from rich.table import Table
 import rljax
 from rljax.algos import onpolicy
 from rljax.algos.common import make_env
-from rljax.cli import configs, plots, rundir
+from rljax.cli import configs, loggers, plots, rundir
 from rljax.cli.configs import UsageError
 from rljax.cli.progress import Progress, reports_every
 from rljax.config import StaticFieldError
@@ -160,6 +160,9 @@ def train(args, console: Console) -> Path:
     else:
         run_dir = rundir.new_run_dir(args.out, record["algo"], config.env_id)
         rundir.write_config(run_dir, record)
+    tracker = loggers.open_tracker(args, record, run_dir)              # [tracking] --log writers
+    if done_metrics is not None:                                       # [tracking] resumed: writers
+        tracker.write_metrics(done_metrics)                            # [tracking] skip what they hold
 
     t_start = time.perf_counter()
     with progress:
@@ -174,6 +177,7 @@ def train(args, console: Console) -> Path:
             state, metrics = compiled[n](state)
             pieces.append(metrics)
             at += n
+            tracker.write_metrics(metrics, first_update=at - n)        # [tracking] before the checkpoint
             if every:
                 so_far = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *pieces)
                 pieces = [so_far]
@@ -181,6 +185,7 @@ def train(args, console: Console) -> Path:
             if not live:
                 progress.advance(at * steps_per_update, _last_return(metrics))
         jax.block_until_ready(state)
+    tracker.close()                                                    # [tracking]
     train_s = time.perf_counter() - t_start - compile_s
     metrics = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1), *pieces)
     _finish(console, run_dir, record, config, state.train_state.params, metrics,
@@ -196,12 +201,15 @@ def _train_whole(args, console, record, algo, config, keys) -> Path:
     traced = _checked(fn.trace, config, keys)
     run_dir = rundir.new_run_dir(args.out, record["algo"], config.env_id)
     rundir.write_config(run_dir, record)
+    tracker = loggers.open_tracker(args, record, run_dir)              # [tracking]
     t0 = time.perf_counter()
     with console.status(f"training {record['algo']} (compiling)"):
         compiled = traced.lower().compile()
         compile_s = time.perf_counter() - t0
         result = jax.block_until_ready(compiled(config, keys))
     metrics = jax.tree.map(np.asarray, result.metrics)
+    tracker.write_metrics(metrics)                                     # [tracking]
+    tracker.close()                                                    # [tracking]
     _finish(console, run_dir, record, config, result.train_state.params, metrics, compile_s=compile_s,
             train_s=time.perf_counter() - t0 - compile_s, updates_run=metrics["env_steps"].shape[1])
     return run_dir
