@@ -51,7 +51,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["Rows", "Writer", "CSVWriter", "TensorBoardWriter", "WandbWriter", "Tracker",
-           "WRITERS", "check_names", "read_tensorboard_scalars", "read_wandb_history",
+           "WRITERS", "check_names", "read_tensorboard_scalars", "read_wandb_history", "read_wandb_config",
            "TrackingError"]
 
 METRICS_CSV = "metrics.csv"
@@ -333,6 +333,12 @@ _BLOCK = 32 * 1024         # leveldb log format: 32 KiB blocks, 7-byte record he
 
 def _wandb_records(path: Path) -> Iterator[bytes]:
     """Raw records of a `.wandb` transaction log (leveldb log format); stops at a torn tail."""
+    for _, record in _wandb_spans(path):
+        yield record
+
+
+def _wandb_spans(path: Path) -> Iterator[tuple[int, bytes]]:
+    """`(end offset, record)` of each complete record of a `.wandb` file."""
     data = Path(path).read_bytes()
     if data[:4] != b":W&B":
         return
@@ -352,14 +358,14 @@ def _wandb_records(path: Path) -> Iterator[bytes]:
         chunk = data[at + 7:end]
         at = end
         if kind == 1:                        # FULL
-            yield chunk
+            yield at, chunk
         elif kind == 2:                      # FIRST
             pieces = [chunk]
         elif kind == 3:                      # MIDDLE
             pieces.append(chunk)
         elif kind == 4:                      # LAST
             pieces.append(chunk)
-            yield b"".join(pieces)
+            yield at, b"".join(pieces)
             pieces = []
 
 
@@ -382,17 +388,44 @@ def read_wandb_history(run_dir: str | os.PathLike, run_id: str | None = None) ->
                 record.ParseFromString(raw)
             except Exception:                 # noqa: BLE001
                 continue
-            if record.WhichOneof("record_type") != "history":
-                continue
-            row = {}
-            for item in record.history.item:
-                key = item.key or "/".join(item.nested_key)
-                try:
-                    row[key] = json.loads(item.value_json)
-                except ValueError:
-                    row[key] = item.value_json
-            rows.append(row)
+            if record.WhichOneof("record_type") == "history":
+                rows.append(_history_row(record))
     return rows
+
+
+def _history_row(record) -> dict:
+    row = {}
+    for item in record.history.item:
+        key = item.key or "/".join(item.nested_key)
+        try:
+            row[key] = json.loads(item.value_json)
+        except ValueError:
+            row[key] = item.value_json
+    return row
+
+
+def read_wandb_config(run_dir: str | os.PathLike, run_id: str | None = None) -> dict:
+    """The config (hyperparameters) of the offline run files of `run_id` (default: the id
+    rljax stored in the run folder), later updates winning."""
+    from wandb.proto import wandb_internal_pb2
+
+    run_dir = Path(run_dir)
+    run_id = run_id or (run_dir / WANDB_DIR / WANDB_ID_FILE).read_text().strip()
+    config = {}
+    for path in _wandb_files(run_dir, run_id):
+        for raw in _wandb_records(path):
+            record = wandb_internal_pb2.Record()
+            try:
+                record.ParseFromString(raw)
+            except Exception:                 # noqa: BLE001
+                continue
+            kind = record.WhichOneof("record_type")
+            items = (record.config.update if kind == "config" else
+                     record.run.config.update if kind == "run" else ())
+            for item in items:
+                if not item.key.startswith("_"):
+                    config[item.key] = json.loads(item.value_json)
+    return config
 
 
 class WandbWriter(Writer):
