@@ -25,7 +25,7 @@ from rich.table import Table
 import rljax
 from rljax.algos import seed_keys
 from rljax.algos.common import make_env
-from rljax.cli import configs, plots, rundir
+from rljax.cli import configs, loggers, plots, rundir
 from rljax.cli.configs import UsageError
 from rljax.cli.progress import Progress, reports_every
 from rljax.config import StaticFieldError
@@ -150,6 +150,9 @@ def train(args, console: Console) -> Path:
     else:
         run_dir = rundir.new_run_dir(args.out, record["algo"], config.env_id)
         rundir.write_config(run_dir, record)
+    tracker = loggers.open_tracker(args, record, run_dir)
+    if done_metrics is not None:
+        tracker.write_metrics(done_metrics)
 
     t_start = time.perf_counter()
     with progress:
@@ -164,6 +167,7 @@ def train(args, console: Console) -> Path:
             state, metrics = compiled[n](state)
             pieces.append(metrics)
             at += n
+            tracker.write_metrics(metrics, first_update=at - n)
             if every:
                 so_far = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *pieces)
                 pieces = [so_far]
@@ -171,6 +175,7 @@ def train(args, console: Console) -> Path:
             if not live:
                 progress.advance(at * steps_per_update, _last_return(metrics))
         jax.block_until_ready(state)
+    tracker.close()
     train_s = time.perf_counter() - t_start - compile_s
     metrics = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1), *pieces)
     _finish(console, run_dir, record, config, state.train_state.params, metrics,

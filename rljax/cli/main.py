@@ -6,6 +6,8 @@
     rljax sweep ALGO --grid FIELD=V1,V2 [--samples N --log-uniform FIELD=LO:HI ...] [--seeds N]
     rljax bench [--only CASE ...] [--scale X]
     rljax list [ALGO]
+    rljax plot RUN_DIR [RUN_DIR ...] [--smooth N] [--out FILE] [--metric NAME]
+    rljax --version
 
 Exit status: 0 on success, 2 on bad input (one line on stderr, before any compile).
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from rljax.cli import sweep_command
+import rljax
+from rljax.cli import loggers, plot_command, sweep_command
 from rljax.cli.configs import ALGOS, DEFAULT_ALGO, UsageError
 
 TRAIN_HELP = """\
@@ -64,7 +67,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rljax", description="JAX-functional reinforcement learning.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,sweep,bench,list}",
+    parser.add_argument("--version", action="version", version=f"rljax {rljax.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,sweep,plot,bench,list}",
                                 parser_class=_Parser)
     sub.required = True
 
@@ -94,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save a resumable checkpoint every N updates")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue RUN_DIR from its last checkpoint (same result as never stopping)")
+    loggers.add_argument(t)
 
     e = sub.add_parser("eval", help="evaluate a run folder's saved params on fresh episodes")
     e.add_argument("run_dir", metavar="RUN_DIR")
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=1, help="evaluation seed (default 1)")
 
     sweep_command.add_parser(sub)
+    plot_command.add_parser(sub)
     sub.add_parser("bench", help="throughput benchmarks (env steps/s, compile time, memory); "
                    "`rljax bench --help` for its options", add_help=False)
 
@@ -157,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             list_command(args, console)
+            return 0
+        if args.command == "plot":
+            plot_command.plot_command(args, console)
             return 0
         enable_compilation_cache()
         from rljax.cli import commands

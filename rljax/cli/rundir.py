@@ -113,13 +113,24 @@ def _fmt(x) -> str:
 
 
 def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
-    """`metrics.csv` back as `{name: [seeds, updates]}` float arrays."""
+    """`metrics.csv` back as `{name: [seeds, updates]}` float arrays.
+
+    Rows may come in any order (a running or interrupted run's file is appended segment
+    by segment); an update missing for some seed is NaN there, a torn last line is skipped.
+    """
     with open(Path(run_dir) / METRICS) as f:
         rows = list(csv.reader(f))
-    header, rows = rows[0], rows[1:]
-    data = np.array([[float(v) for v in r] for r in rows], dtype=np.float64)
-    seeds = int(data[:, 0].max()) + 1
-    return {name: data[:, i].reshape(seeds, -1) for i, name in enumerate(header) if i >= 2}
+    header = rows[0]
+    rows = [r for r in rows[1:] if len(r) == len(header)]
+    data = np.array([[float(v) for v in r] for r in rows], dtype=np.float64).reshape(-1, len(header))
+    seed, update = data[:, 0].astype(int), data[:, 1].astype(int)
+    seeds, updates = (int(seed.max()) + 1, int(update.max()) + 1) if len(data) else (0, 0)
+    out = {}
+    for i, name in enumerate(header[2:], start=2):
+        values = np.full((seeds, updates), np.nan)
+        values[seed, update] = data[:, i]
+        out[name] = values
+    return out
 
 
 # --- checkpoints (orbax) --------------------------------------------------------------

@@ -4,8 +4,9 @@
     rljax sweep a2c --samples 16 --log-uniform lr=1e-3:3e-2 --uniform gamma=0.9:0.99 --seeds 2
     rljax sweep dqn --grid lr=1e-4,3e-4 --choice double_q=... # static fields are refused
 
-Writes DIR/sweep.json (the command's inputs), DIR/sweep.csv (one row per member) and
-DIR/curves.csv, and prints the ranking by final return (mean over seeds).
+Writes DIR/sweep.json (the command's inputs), DIR/sweep.csv (one row per member),
+DIR/curves.csv and DIR/sweep.png (final return against each swept value: a point per
+member, the mean per value), and prints the ranking by final return (mean over seeds).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rljax import sweep
-from rljax.cli import configs, rundir
+from rljax.cli import configs, plots, rundir
 from rljax.cli.configs import UsageError
 from rljax.config import StaticFieldError
 
@@ -104,7 +105,10 @@ def sweep_command(args, console: Console) -> Path:
     for row in ranking[:args.top]:
         table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()])
     console.print(table)
-    console.print(f"results in {out}/ (sweep.csv, curves.csv)", soft_wrap=True)
+    drawn = result.completed and plots.sweep_figure(                 # [plots] final return per value
+        result.members, result.final_return, out / "sweep.png", title=f"{args.algo} on {base.env_id}")
+    console.print(f"results in {out}/ (sweep.csv, curves.csv{', sweep.png' if drawn else ''})",
+                  soft_wrap=True)
     if result.error is not None:
         raise UsageError(f"a chunk failed after {result.completed} members (kept in {out}): "
                          f"{type(result.error).__name__}: {result.error}")
