@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 
 class Case(NamedTuple):
     title: str
-    algo: str        # module in rljax.algos, or "rollout" for the no-learning ceiling
+    algo: str        # a name in rljax.algos.REGISTRY, or "rollout" for the no-learning ceiling
     make: Callable   # () -> Config
     seeds: int
     steps: int       # env steps per seed (defaults; --scale multiplies)
@@ -38,12 +38,14 @@ def _configs():
         "ppo-32": Case("PPO, same config, 32 vmapped seeds", "ppo", ppo_cfg, 32, 500_000),
         "rppo-1": Case("recurrent PPO (GRU-128) CartPole-v1, 4x128, 1 seed", "ppo", rppo_cfg, 1, 100_000),
         "rppo-32": Case("recurrent PPO (GRU-128), 32 vmapped seeds", "ppo", rppo_cfg, 32, 20_480),
-        "a2c-1": Case("A2C (SaLinA config: 8x16), 1 seed", "a2c", lambda s: a2c.Config(total_steps=s), 1, 500_000),
-        "a2c-32": Case("A2C, 32 vmapped seeds", "a2c", lambda s: a2c.Config(total_steps=s), 32, 200_000),
-        "reinforce-1": Case("REINFORCE (rlplay config: 8x25), 1 seed", "reinforce",
-                            lambda s: reinforce.Config(total_steps=s), 1, 500_000),
+        "a2c-1": Case("A2C (SaLinA preset: 8x16), 1 seed", "a2c",
+                      lambda s: a2c.preset("salina", total_steps=s), 1, 500_000),
+        "a2c-32": Case("A2C, 32 vmapped seeds", "a2c", lambda s: a2c.preset("salina", total_steps=s),
+                       32, 200_000),
+        "reinforce-1": Case("REINFORCE (rlplay preset: 8x25), 1 seed", "reinforce",
+                            lambda s: reinforce.preset("rlplay", total_steps=s), 1, 500_000),
         "reinforce-32": Case("REINFORCE, 32 vmapped seeds", "reinforce",
-                             lambda s: reinforce.Config(total_steps=s), 32, 200_000),
+                             lambda s: reinforce.preset("rlplay", total_steps=s), 32, 200_000),
         "rollout-1": Case("rollout ceiling: PPO's env + policy forward, 4x128, no learning, 1 seed",
                           "rollout", ppo_cfg, 1, 500_000),
         "rollout-32": Case("rollout ceiling, 32 vmapped seeds", "rollout", ppo_cfg, 32, 500_000),
@@ -64,10 +66,10 @@ def rollout_only(config, rng):
     from rljax.algos.common import make_env
     from rljax.rollout import init_rollout, rollout
 
-    env, env_params, obs_shape, num_actions = make_env(config)
-    agent = onpolicy.make_agent(config, num_actions)
+    env, env_params, spec = make_env(config)
+    agent = onpolicy.make_agent(config, spec)
     k_init, k_env, k_loop = jax.random.split(rng, 3)
-    params = agent.init(k_init, jnp.zeros(obs_shape))
+    params = agent.init(k_init, jnp.zeros(spec.obs_shape))
     state = init_rollout(env, env_params, agent, k_env, config.num_envs)
 
     def one(state, key):
@@ -80,19 +82,18 @@ def rollout_only(config, rng):
 
 
 def measure(name: str, scale: float, repeats: int) -> dict:
-    import importlib
-
     import jax
+
+    from rljax import algos
 
     case = _configs()[name]
     steps = int(case.steps * scale)
     config = case.make(steps)
-    train = rollout_only if case.algo == "rollout" else importlib.import_module(
-        f"rljax.algos.{case.algo}").train
+    train = rollout_only if case.algo == "rollout" else algos.get(case.algo).train
     if case.seeds == 1:
         fn, key = jax.jit(train), jax.random.key(0)
     else:
-        fn, key = jax.jit(jax.vmap(train, in_axes=(None, 0))), jax.random.split(jax.random.key(0), case.seeds)
+        fn, key = jax.jit(jax.vmap(train, in_axes=(None, 0))), algos.seed_keys(case.seeds)
     t0 = time.perf_counter()
     compiled = fn.lower(config, key).compile()
     compile_s = time.perf_counter() - t0
@@ -103,8 +104,8 @@ def measure(name: str, scale: float, repeats: int) -> dict:
         wall.append(time.perf_counter() - t0)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
-    done = getattr(config, "num_updates", None)
-    env_steps = (done * config.num_envs * config.num_steps if done else steps) * case.seeds
+    loop = algos.get("ppo" if case.algo == "rollout" else case.algo).loop(config)
+    env_steps = loop.num_updates * loop.steps_per_update * case.seeds
     return dict(case=name, title=case.title, steps_per_seed=env_steps // case.seeds, seeds=case.seeds,
                 compile_s=compile_s, run_s=wall, env_steps_per_s=env_steps / min(wall),
                 steps_per_cpu_s=env_steps / min(cpu),

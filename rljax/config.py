@@ -222,3 +222,11 @@ def from_preset(cls, presets: dict[str, Preset], name: str, **changes):
         raise ValueError(f"unknown preset {name!r} for {cls.__module__.split('.')[-1]}; "
                          f"presets: {', '.join(presets) or 'none'}")
     return cls(**{**presets[name].changes, **changes})
+
+
+def preset_function(cls, presets: dict[str, Preset]):
+    """`preset(name, **changes) -> cls`: the module-level `preset` of an algorithm."""
+    def preset(name: str, **changes):
+        """A named preset of this algorithm's `PRESETS`, with `changes` on top."""
+        return from_preset(cls, presets, name, **changes)
+    return preset

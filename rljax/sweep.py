@@ -39,9 +39,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rljax import config as config_lib
-from rljax.algos.base import seed_keys
 from rljax.config import StaticFieldError
 from rljax.metrics import final_return
+from rljax.seeds import seed_keys
 from rljax.parallel import data_parallel, local_value
 
 __all__ = [

@@ -17,20 +17,19 @@ import time
 import jax
 import numpy as np
 
-from rljax import agents
-from rljax.algos import common, dqn, drqn
+from rljax.algos import common, dqn, drqn, seed_keys
 from rljax.rollout import evaluate
 
 
 def run(name, module, cfg, seeds):
-    keys = jax.random.split(jax.random.key(0), seeds)
+    keys = seed_keys(seeds)
     t0 = time.time()
     result = jax.block_until_ready(jax.jit(jax.vmap(module.train, in_axes=(None, 0)))(cfg, keys))
     wall = time.time() - t0
-    env, env_params, _, _ = common.make_env(cfg)
-    agent = agents.q_agent(module.make_network(cfg))
+    env, env_params, spec = common.make_env(cfg)
+    agent = module.make_agent(cfg, spec)
     ev = jax.jit(jax.vmap(lambda p, k: evaluate(agent, p, env, env_params, k, 20, greedy=True)[0]))
-    greedy = np.asarray(ev(result.train_state.params, jax.random.split(jax.random.key(1), seeds)))
+    greedy = np.asarray(ev(result.train_state.params, seed_keys(seeds, start=1000)))
     m = {k: np.asarray(v) for k, v in result.metrics.items()}
     print(f"{name}: {wall:.0f}s, greedy {greedy.mean(1)}, last train {np.nanmean(m['episode_return'][:, -5:], 1)}",
           flush=True)

@@ -21,15 +21,15 @@ import time
 import jax
 import numpy as np
 
-from rljax.algos import a2c, ppo, reinforce
-from rljax.metrics import smooth
+from rljax.algos import a2c, ppo, reinforce, seed_keys
+from rljax.metrics import final_return, smooth
 
 RUNS = {
     "ppo": (ppo, lambda: ppo.Config()),
     "ppo_gru_pomdp": (ppo, lambda: ppo.recurrent_config(env_id="CartPole-P-v1", total_steps=1_000_000)),
     "ppo_ff_pomdp": (ppo, lambda: ppo.Config(env_id="CartPole-P-v1", total_steps=1_000_000)),
-    "a2c": (a2c, lambda: a2c.Config()),
-    "reinforce": (reinforce, lambda: reinforce.Config()),
+    "a2c": (a2c, lambda: a2c.preset("salina")),
+    "reinforce": (reinforce, lambda: reinforce.preset("rlplay")),
 }
 
 
@@ -40,12 +40,6 @@ def machine() -> str:
     except Exception:  # noqa: BLE001 - best effort description
         model = platform.processor()
     return f"{model}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}"
-
-
-def smooth_final(returns: np.ndarray, frac: float = 0.05) -> np.ndarray:
-    """Per seed: NaN-aware mean return over the last `frac` of updates."""
-    k = max(1, int(returns.shape[-1] * frac))
-    return np.nanmean(returns[..., -k:], axis=-1)
 
 
 def main() -> None:
@@ -59,12 +53,12 @@ def main() -> None:
     for name in args.only:
         module, make = RUNS[name]
         config = make()
-        keys = jax.random.split(jax.random.key(0), args.seeds)
+        keys = seed_keys(args.seeds)
         t0 = time.time()
         result = jax.block_until_ready(jax.jit(jax.vmap(module.train, in_axes=(None, 0)))(config, keys))
         wall = time.time() - t0
         ret = np.asarray(result.metrics["episode_return"])
-        final = smooth_final(ret)
+        final = final_return(ret)
         curves[name] = dict(env_steps=np.asarray(result.metrics["env_steps"][0]).tolist(),
                             returns=[[None if np.isnan(x) else float(x) for x in row] for row in ret])
         rows.append((name, config.env_id, config.total_steps, args.seeds, final, wall))
@@ -72,8 +66,9 @@ def main() -> None:
     with open(os.path.join(args.out, "onpolicy_learning.md"), "w") as f:
         f.write(f"# On-policy learning results\n\nMachine: {machine()}.\n"
                 f"Produced by `python scripts/learn_onpolicy.py --seeds {args.seeds}`. Final return = "
-                "mean episodic return over the last 5% of updates, per seed (vmapped seeds 0..n-1 "
-                "split from key 0). Wall time includes compilation.\n\n"
+                "rljax.metrics.final_return (mean episode return over the last 10% of updates), per "
+                "seed (vmapped seeds 0..n-1, keys jax.random.key(s)). Wall time includes "
+                "compilation.\n\n"
                 "| run | env | env steps | seeds | final return per seed | mean | wall s |\n"
                 "|---|---|---|---|---|---|---|\n")
         for name, env_id, steps, seeds, final, wall in rows:

@@ -93,6 +93,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.parametrize("dp_results", ["ppo"], indirect=True)   # the worker trains PPO
 def test_two_processes_train_one_agent_and_agree(dp_results, tmp_path):
     port = _free_port()
     procs, outs = [], []

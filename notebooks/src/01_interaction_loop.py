@@ -34,7 +34,8 @@ from rljax import agents, envs, nets, rollout
 
 # %%
 env, env_params = envs.make("CartPole-v1", max_episode_steps=15)
-obs_shape, num_actions = envs.spec(env, env_params)
+spec = envs.spec(env, env_params)                  # EnvSpec: observation and action spaces
+obs_shape, num_actions = spec.obs_shape, spec.num_actions
 print("observation shape", obs_shape, "| actions", num_actions)
 
 obs, env_state = env.reset(jax.random.key(0), env_params)
@@ -117,7 +118,7 @@ for name, value in traj._asdict().items():
 #
 # - `obs[t]`: what the agent read; `first[t]`: whether `obs[t]` starts an episode;
 #   `carry[t]`: the agent's recurrent state before reading it (`()` here: the MLP has none);
-# - `action[t]`, and the agent's `outputs[t]` (`log_prob`, `value`, `logits`);
+# - `action[t]`, and the agent's `outputs[t]` (`log_prob`, `value`, and `dist`, the policy's distribution value);
 # - `reward[t]`, `terminated[t]`, `truncated[t]`: the env's answer to `action[t]`;
 # - `final_obs[t]`: the observation after the step, *before* any reset; `final_value[t]`:
 #   V(`final_obs[t]`) where the episode was truncated (0 elsewhere);

@@ -32,7 +32,8 @@ from rljax.config import static_fields
 # %% [markdown]
 # ## The configuration
 #
-# `a2c.Config()`'s defaults are the SaLinA tutorial's settings: 8 envs x 16 steps per
+# `a2c.preset("salina")` is the SaLinA tutorial's setting (`a2c.Config()`'s own defaults
+# are generic, for any env): 8 envs x 16 steps per
 # update, gamma 0.95, one hidden layer of 32 ReLU units for the actor and another for
 # the critic, Adam with lr 0.01, loss weights 0.1 (policy), 1.0 (critic) and 0.001
 # (entropy), on CartPole-v1 cut at 100 steps. Static fields decide shapes and the
@@ -40,7 +41,7 @@ from rljax.config import static_fields
 
 # %%
 full_steps = 200_000
-config = a2c.Config(total_steps=max(8 * 16, int(BUDGET * full_steps) // 128 * 128))
+config = a2c.preset("salina", total_steps=max(8 * 16, int(BUDGET * full_steps) // 128 * 128))
 for field in dataclasses.fields(config):
     kind = "static" if field.name in static_fields(config) else "traced"
     print(f"{field.name:18s} {kind:7s} {getattr(config, field.name)!r}")
@@ -52,9 +53,9 @@ for field in dataclasses.fields(config):
 # helpers the algorithm uses.
 
 # %%
-env, env_params, obs_shape, num_actions = make_env(config)
-agent = onpolicy.make_agent(config, num_actions)
-params = agent.init(jax.random.key(0), jnp.zeros(obs_shape))
+env, env_params, spec = make_env(config)
+agent = a2c.make_agent(config, spec)
+params = agent.init(jax.random.key(0), jnp.zeros(spec.obs_shape))
 
 collect = jax.jit(lambda params, state, key: rollout.rollout(
     agent, params, env, env_params, state, key, config.num_steps))
@@ -73,7 +74,8 @@ print("reward", traj.reward.shape, "| episodes ended in this fragment:", int(tra
 # recorded.
 
 # %%
-logits, value = onpolicy.recompute(agent, params, traj)       # [T, B, A], [T, B]
+dist, value = onpolicy.recompute(agent, params, traj)         # Categorical [T, B], [T, B]
+logits = dist.logits                                           # [T, B, A]
 np.testing.assert_allclose(value, traj.outputs.value, rtol=1e-5, atol=1e-6)
 print("logits", logits.shape, "value", value.shape)
 
@@ -89,27 +91,28 @@ print("logits", logits.shape, "value", value.shape)
 # each fragment boundary twice. Here every step sits in exactly one fragment.
 
 # %%
-last_value = onpolicy.bootstrap_value(agent, params, traj)     # V(last_obs), [B]
+last_value = rollout.bootstrap_value(agent, params, traj)     # V(last_obs), [B]
 v_t = rollout.successor_values(traj, last_value)               # [T, B]
 discount_t = config.gamma * (1.0 - traj.terminated.astype(jnp.float32))
 
 td_error = traj.reward + discount_t * v_t - value              # delta_t, [T, B]
 
 # %% [markdown]
-# With `gae_lambda = 0` (the default) the advantage is that one-step TD error; with
+# With `gae_lambda = 0` (the SaLinA preset) the advantage is that one-step TD error; with
 # `gae_lambda > 0` it is GAE(lambda), whose trace is cut at truncations. The library's
 # estimator takes one trajectory `[T]`; `returns.over_envs` maps it over the envs.
 
 # %%
-lambda_t = config.gae_lambda * (1.0 - traj.truncated.astype(jnp.float32))
 advantage = returns.over_envs(returns.generalized_advantage, traj.reward, discount_t,
-                              value, v_t, lambda_=lambda_t)
+                              value, v_t, lambda_=config.gae_lambda, truncated_t=traj.truncated)
 np.testing.assert_allclose(advantage, td_error, rtol=1e-5, atol=1e-6)
 
 # %% [markdown]
 # **The three terms.** Written out, then with `rljax.losses` (which stop the gradient
 # on targets and advantages, so only the critic's `value` and the policy's `log pi` are
-# fitted):
+# fitted). The losses take log-probabilities and entropies from the policy's
+# distribution value (`dist.log_prob(action)`, `dist.entropy()`), never logits, so the
+# same losses serve any action space:
 #
 # - critic: `0.5 * mean(delta**2)`, the squared error to the target `r + discount * v_next`;
 # - policy: `-mean(log pi(a_t | s_t) * delta_t)`;
@@ -125,8 +128,8 @@ by_hand = dict(
 )
 
 critic_loss, _ = losses.value_loss(value, traj.reward + discount_t * v_t)
-policy_loss, _ = losses.policy_gradient_loss(logits, traj.action, advantage)
-entropy_loss, _ = losses.entropy_loss(logits)
+policy_loss, _ = losses.policy_gradient_loss(dist.log_prob(traj.action), advantage)
+entropy_loss, _ = losses.entropy_loss(dist.entropy())
 library = dict(critic=critic_loss, policy=policy_loss, entropy=entropy_loss)
 
 for name in by_hand:
@@ -152,8 +155,8 @@ def grad_norms(loss):
 
 
 def policy_term(p):
-    logits, _ = onpolicy.recompute(agent, p, traj)
-    return losses.policy_gradient_loss(logits, traj.action, advantage)[0]
+    dist, _ = onpolicy.recompute(agent, p, traj)
+    return losses.policy_gradient_loss(dist.log_prob(traj.action), advantage)[0]
 
 
 def critic_term(p):

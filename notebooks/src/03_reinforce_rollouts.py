@@ -48,9 +48,10 @@ from rljax.learner import make_learner
 # config's `prev_action=True` appends the one-hot previous action to CartPole's 4 numbers.
 
 # %%
-demo = reinforce.Config(core="gru", core_size=16, shared=True, max_episode_steps=20)
-env, env_params, obs_shape, num_actions = make_env(demo)
-agent = onpolicy.make_agent(demo, num_actions)
+demo = reinforce.preset("rlplay", core="gru", core_size=16, shared=True, max_episode_steps=20)
+env, env_params, spec = make_env(demo)
+obs_shape, num_actions = spec.obs_shape, spec.num_actions
+agent = reinforce.make_agent(demo, spec)
 params = jax.jit(agent.init)(jax.random.key(0), jnp.zeros(obs_shape))
 print("observation shape", obs_shape, "= 4 CartPole numbers + one-hot of the previous action")
 
@@ -158,7 +159,7 @@ for update in range(3):
 # %% [markdown]
 # ## Training
 #
-# `reinforce.Config()` is rlplay's setting: 8 envs x 25 steps, an MLP of 32 ReLU units
+# `reinforce.preset("rlplay")` is rlplay's setting: 8 envs x 25 steps, an MLP of 32 ReLU units
 # over the extended observation, Adam lr 0.01, gamma 0.99, entropy 0.01, CartPole-v1
 # (500-step limit), importance weights unclipped (`c_bar = inf`). With `behaviour_lag=k`
 # the rollout of update `n` is collected with the params of update `n - k`, as rlplay's
@@ -172,9 +173,9 @@ for update in range(3):
 full_steps = 300_000
 total = max(8 * 25 * 2, int(BUDGET * full_steps) // 200 * 200)
 results = {"lag 0": jax.device_get(
-    jax.jit(reinforce.train)(reinforce.Config(total_steps=total), jax.random.key(0)).metrics)}
+    jax.jit(reinforce.train)(reinforce.preset("rlplay", total_steps=total), jax.random.key(0)).metrics)}
 
-lagged = reinforce.Config(total_steps=total, behaviour_lag=LAG)
+lagged = reinforce.preset("rlplay", total_steps=total, behaviour_lag=LAG)
 c_bars = jnp.array([jnp.inf, 1.0])
 configs = jax.vmap(lambda c: dataclasses.replace(lagged, c_bar=c))(c_bars)
 both = jax.device_get(jax.jit(jax.vmap(reinforce.train, in_axes=(0, None)))(

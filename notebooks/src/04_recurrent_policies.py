@@ -65,8 +65,8 @@ stale = jax.tree.map(lambda c: jax.random.normal(jax.random.key(3), c.shape), ne
 
 @jax.jit
 def run(carry, obs, first):
-    _, (logits, value) = net.apply(params, carry, obs, first)
-    return logits[:, 0], value[:, 0]
+    _, (dist, value) = net.apply(params, carry, obs, first)   # dist: a Categorical value
+    return dist.logits[:, 0], value[:, 0]
 
 
 together = run(stale, obs, first)
@@ -115,44 +115,44 @@ print("stepwise values == sequence values")
 
 # %%
 sharp = jax.tree.map(lambda x: x, params)
-kernel = params["params"]["policy_head"]["kernel"]
-sharp["params"]["policy_head"]["kernel"] = 4.0 * jax.random.normal(jax.random.key(10), kernel.shape)
+kernel = params["params"]["policy_head"]["logits"]["kernel"]
+sharp["params"]["policy_head"]["logits"]["kernel"] = 4.0 * jax.random.normal(jax.random.key(10), kernel.shape)
 batch_obs = jax.random.normal(jax.random.key(4), (4, obs_size))
 batch_first = jnp.ones(4, bool)
 carry0 = net.initial_carry(4)
 _, greedy = agent.step(sharp, carry0, batch_obs, batch_first, jax.random.key(5), greedy=True)
-probs = jax.nn.softmax(greedy.logits)
+probs = jax.nn.softmax(greedy.dist.logits)     # the policy's distribution value
 sample = jax.jit(jax.vmap(lambda k: agent.step(sharp, carry0, batch_obs, batch_first, k)[1].action))
 actions = sample(jax.random.split(jax.random.key(6), 4000))
 print("pi(action 1)         ", np.round(np.asarray(probs[:, 1]), 3))
 print("sampled frequency    ", np.round(np.asarray(actions.mean(axis=0)), 3))
 print("greedy action        ", np.asarray(greedy.action))
-assert bool(jnp.all(greedy.action == jnp.argmax(greedy.logits, axis=-1)))
+assert bool(jnp.all(greedy.action == greedy.dist.mode()))
 
 # %% [markdown]
 # ## Recurrent A2C
 #
-# `a2c.Config(core="gru")` puts this kind of network into the A2C of notebook 2 (SaLinA's
-# settings: CartPole-v1 cut at 100 steps). Its loss re-runs the core over each fragment
+# `a2c.preset("salina", core="gru")` puts this kind of network into the A2C of notebook 2
+# (SaLinA's settings: CartPole-v1 cut at 100 steps). Its loss re-runs the core over each fragment
 # from `carry0`, so with the acting params it recomputes exactly the log-probabilities
 # and values the actor recorded, although fragments start mid-episode and contain
 # resets:
 
 # %%
 full_steps = 150_000
-config = a2c.Config(core="gru", core_size=32, lr=3e-3,
+config = a2c.preset("salina", core="gru", core_size=32, lr=3e-3,
                     total_steps=max(8 * 16, int(BUDGET * full_steps) // 128 * 128))
-env, env_params, obs_shape, num_actions = make_env(config)
-rnn_agent = onpolicy.make_agent(config, num_actions)
+env, env_params, spec = make_env(config)
+obs_shape = spec.obs_shape
+rnn_agent = a2c.make_agent(config, spec)
 rnn_params = jax.jit(rnn_agent.init)(jax.random.key(7), jnp.zeros(obs_shape))
 
 collect = jax.jit(lambda p, s, k: rollout.rollout(rnn_agent, p, env, env_params, s, k, config.num_steps))
 state = rollout.init_rollout(env, env_params, rnn_agent, jax.random.key(8), config.num_envs)
 for i in range(3):
     state, traj = collect(rnn_params, state, jax.random.key(9 + i))
-logits, value = jax.jit(onpolicy.recompute, static_argnums=0)(rnn_agent, rnn_params, traj)
-log_prob = jax.nn.log_softmax(logits)
-log_prob = jnp.take_along_axis(log_prob, traj.action[..., None], axis=-1)[..., 0]
+dist, value = jax.jit(onpolicy.recompute, static_argnums=0)(rnn_agent, rnn_params, traj)
+log_prob = dist.log_prob(traj.action)
 np.testing.assert_allclose(log_prob, traj.outputs.log_prob, atol=1e-5)
 np.testing.assert_allclose(value, traj.outputs.value, atol=1e-5)
 print("episode starts inside the fragment:", int(traj.first[1:].sum()),

@@ -132,21 +132,15 @@ plt.show()
 # recurrent ones carry their state through the episode).
 
 # %%
-from rljax import agents, rollout
-from rljax.algos import onpolicy
+from rljax import rollout
 from rljax.algos.common import make_env
 
 
-def agent_of(train, config):
-    if train is ppo.train:
-        return onpolicy.make_agent(config, 2)
-    network = (dqn if train is dqn.train else drqn).make_network(config)
-    return agents.q_agent(network)
-
+algo_of = {ppo.train: ppo, dqn.train: dqn, drqn.train: drqn}
 
 for name, (train, config) in runs.items():
-    env, env_params, _, _ = make_env(config)
-    agent = agent_of(train, config)
+    env, env_params, spec = make_env(config)
+    agent = algo_of[train].make_agent(config, spec)   # the contract: every algorithm has one
     scores, _ = jax.jit(lambda p, k: rollout.evaluate(
         agent, p, env, env_params, k, num_episodes=20, greedy=True))(
         results[name].train_state.params, jax.random.key(1))

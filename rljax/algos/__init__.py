@@ -10,7 +10,8 @@ import difflib
 import types
 
 from rljax.algos import a2c, dqn, drqn, ppo, reinforce
-from rljax.algos.base import Loop, check_contract, seed_keys, train_loop
+from rljax.algos.base import Loop, check_contract, train_loop
+from rljax.seeds import seed_keys
 
 REGISTRY: dict[str, types.ModuleType] = {
     "ppo": ppo, "a2c": a2c, "reinforce": reinforce, "dqn": dqn, "drqn": drqn,

@@ -17,7 +17,7 @@ import jax
 from rljax import losses, returns
 from rljax.algos import onpolicy
 from rljax.algos.base import train_loop
-from rljax.config import (Preset, at_least, config_class, from_preset, one_of, probability,
+from rljax.config import (Preset, at_least, config_class, preset_function, one_of, probability,
                           static, traced)
 from rljax.types import Result, Trajectory
 
@@ -49,9 +49,7 @@ PRESETS = {
 }
 
 
-def preset(name: str, **changes) -> Config:
-    """A named preset of `PRESETS`, with `changes` on top."""
-    return from_preset(Config, PRESETS, name, **changes)
+preset = preset_function(Config, PRESETS)
 
 
 make_agent = onpolicy.make_agent

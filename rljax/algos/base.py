@@ -4,6 +4,7 @@
                                   network) vs traced fields (numbers; sweepable), each
                                   field checked at construction and documented
     PRESETS                       named scenario configs {name: Preset(doc, changes)}
+    preset(name, **changes)       a preset's Config (`config.preset_function`)
     make_agent(config, spec)      the `Agent` for an env's `EnvSpec`
     loop(config) -> Loop          the run as resumable pieces (below)
     train(config, rng, *, callback=None, callback_every=1) -> Result
@@ -20,19 +21,17 @@ are what `rljax eval` plays) and `update` (updates done, int32). Saving the stat
 and continuing with `run` gives exactly the run that never stopped. One update is
 one row of metrics, `steps_per_update` env steps per seed.
 
-**Seeds.** Seed `s` is the PRNG key `jax.random.key(s)` everywhere: `rljax train
---seed S --seeds N` runs seeds S, ..., S + N - 1 (`seed_keys`), `sweep.run(seeds=)`
-uses the same keys, and `train(config, jax.random.key(s))` in Python is the same
-run, so any member of a sweep can be re-run on its own.
+**Seeds.** Seed `s` is the PRNG key `jax.random.key(s)` everywhere (`rljax.seeds`).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from rljax.seeds import seed_keys  # noqa: F401  (the seed convention, re-exported)
 from rljax.types import Result
 
 
@@ -78,14 +77,7 @@ def train_loop(loop: Loop, rng, *, callback=None, callback_every: int = 1) -> Re
     return Result(state.train_state, metrics)
 
 
-def seed_keys(seeds: int | Sequence[int], start: int = 0) -> jax.Array:
-    """The PRNG keys of seeds `start, ..., start + seeds - 1` (or of a list of seeds):
-    seed `s` is `jax.random.key(s)`, `[N]` keys."""
-    seeds = list(range(start, start + seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-
-
-CONTRACT = ("Config", "PRESETS", "make_agent", "loop", "train")
+CONTRACT = ("Config", "PRESETS", "preset", "make_agent", "loop", "train")
 
 
 def check_contract(module) -> None:

@@ -18,7 +18,7 @@ from rljax import agents
 from rljax.algos import common
 from rljax.algos.base import Loop, train_loop
 from rljax.algos.qlearning import QConfig, WindowLayout, q_loop, q_network
-from rljax.config import config_class
+from rljax.config import config_class, preset_function
 from rljax.envs import EnvSpec
 from rljax.types import Result
 
@@ -29,6 +29,7 @@ class Config(QConfig):
 
 
 PRESETS: dict = {}
+preset = preset_function(Config, PRESETS)
 
 
 def network(config: Config, spec: EnvSpec):

@@ -24,7 +24,8 @@ from rljax import agents
 from rljax.algos import common
 from rljax.algos.base import Loop, train_loop
 from rljax.algos.qlearning import QConfig, WindowLayout, q_loop, q_network
-from rljax.config import at_least, config_class, each, non_negative, one_of, positive, static
+from rljax.config import (at_least, config_class, each, non_negative, one_of, positive,
+                          preset_function, static)
 from rljax.envs import EnvSpec
 from rljax.types import Result
 
@@ -59,6 +60,7 @@ class Config(QConfig):
 
 
 PRESETS: dict = {}
+preset = preset_function(Config, PRESETS)
 
 
 def network(config: Config, spec: EnvSpec):

@@ -24,7 +24,7 @@ from rljax import losses, parallel, returns
 from rljax.algos import onpolicy
 from rljax.algos.base import train_loop
 from rljax.algos.common import make_env
-from rljax.config import Preset, at_least, config_class, from_preset, positive, probability, static, traced
+from rljax.config import Preset, at_least, config_class, preset_function, positive, probability, static, traced
 from rljax.learner import TrainState, make_learner
 from rljax.types import Result, Trajectory
 
@@ -56,9 +56,12 @@ PRESETS = {
 }
 
 
+preset = preset_function(Config, PRESETS)
+
+
 def recurrent_config(**changes) -> Config:
     """The `recurrent` preset (tuned on CartPole-P-v1), with `changes` on top."""
-    return from_preset(Config, PRESETS, "recurrent", **changes)
+    return preset("recurrent", **changes)
 
 
 make_agent = onpolicy.make_agent

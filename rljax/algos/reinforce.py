@@ -20,7 +20,7 @@ import jax
 from rljax import losses, returns
 from rljax.algos import onpolicy
 from rljax.algos.base import train_loop
-from rljax.config import (Preset, at_least, config_class, from_preset, non_negative, positive,
+from rljax.config import (Preset, at_least, config_class, preset_function, non_negative, positive,
                           static, traced)
 from rljax.types import Result, Trajectory
 
@@ -50,9 +50,7 @@ PRESETS = {
 }
 
 
-def preset(name: str, **changes) -> Config:
-    """A named preset of `PRESETS`, with `changes` on top."""
-    return from_preset(Config, PRESETS, name, **changes)
+preset = preset_function(Config, PRESETS)
 
 
 make_agent = onpolicy.make_agent

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax import agents, losses
+from rljax import losses
 from rljax.algos import common, dqn, qlearning
 from rljax.buffers import ReplayStep
 from rljax.rollout import evaluate

@@ -5,7 +5,6 @@ cores). Thresholds sit below what the runs reach (see benchmarks/onpolicy_learni
 so they catch a broken algorithm, not noise.
 """
 import jax
-import numpy as np
 
 from rljax.algos import a2c, ppo, reinforce
 from rljax.metrics import final_return as _final_return

@@ -127,12 +127,14 @@ def _args(argv):
 
 def test_config_file_round_trip(tmp_path):
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("algo: a2c\nlr: 3e-3\nhidden_sizes: [16, 16]\ncore: gru\nseeds: 3\n")
+    yaml_file.write_text("algo: a2c\npreset: salina\nlr: 3e-3\nhidden_sizes: [16, 16]\ncore: gru\n"
+                         "seeds: 3\n")
     record = build_train_record(_args(["train", "--config", str(yaml_file), "--set", "gamma=0.9"]))
-    assert record["algo"] == "a2c" and record["seeds"] == 3
+    assert record["algo"] == "a2c" and record["seeds"] == 3 and record["preset"] == "salina"
     config = configs.make_config(configs.ALGOS["a2c"], record["config"])
     assert config.lr == 3e-3 and config.hidden_sizes == (16, 16) and config.core == "gru"
-    assert config.gamma == 0.9 and config.max_grad_norm == float("inf")
+    assert config.gamma == 0.9 and config.max_grad_norm == float("inf")   # inf from the preset
+    assert config.max_episode_steps == 100
     json_file = tmp_path / "config.json"
     json_file.write_text(json.dumps(record))                # a run folder's config.json
     again = build_train_record(_args(["train", "--config", str(json_file)]))

@@ -277,7 +277,7 @@ def test_plot_two_runs(run_dir, cache, tmp_path):
     assert proc.stdout.strip() == str(out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_command.labels([json.loads((d / "config.json").read_text()) for d in (run_dir, other)]) \
-        == ["a2c CartPole-v1 lr=0.01", "a2c CartPole-v1 lr=0.003"]
+        == ["a2c CartPole-v1 lr=0.001", "a2c CartPole-v1 lr=0.003"]
 
 
 @pytest.mark.parametrize("bad, message", [
