@@ -156,8 +156,16 @@ def main(argv=None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every case's env steps")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/bench.md")
+    parser.add_argument("--parts", action="store_true",
+                        help="where one PPO update's time goes, and its compute ceiling "
+                             "(rljax.profiling)")
     parser.add_argument("--case", choices=names, help=argparse.SUPPRESS)  # one case, in this process
     args = parser.parse_args(argv)
+    if args.parts:
+        from rljax import profiling
+        print(f"{machine()}, load average {os.getloadavg()[0]:.1f}")
+        print(profiling.report(profiling.ppo_parts()))
+        return
     if args.case:
         print(json.dumps(measure(args.case, args.scale, args.repeats)))
         return

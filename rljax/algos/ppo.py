@@ -4,13 +4,14 @@
     result = jax.jit(ppo.train)(ppo.Config(), jax.random.key(0))
     result = jax.jit(ppo.train)(ppo.Config(env_id="CartPole-P-v1", core="gru"), key)
 
-The minibatch code sees sequences `[T, b, ...]` with their starting carry. A
-recurrent network keeps the rollout's `[T, B]` layout, so minibatches split the
+A recurrent network keeps the rollout's `[T, B]` layout, so minibatches split the
 envs and the loss re-runs the core from the stored `carry0` with masked resets
 (BPTT over whole rollout sequences); in the first epoch the recomputed
 log-probabilities equal the acting ones, so the ratio is exactly 1. A feedforward
-network's carry is `()`, so its batch is laid out as `[1, T * B]` and minibatches
-are shuffled transitions, as in CleanRL.
+network's carry is `()`, so its minibatches are shuffled transitions, as in
+CleanRL, laid out flat `[b, ...]` (a feedforward network applies to any leading
+shape), which spares the transposing copies that a `[1, b]` sequence layout costs
+in the weight-gradient matmuls.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ make_agent = onpolicy.make_agent
 
 
 class Batch(NamedTuple):
-    """Sequences for the loss, `[T, b, ...]` (feedforward: `[1, b, ...]`)."""
+    """Sequences for the loss, `[T, b, ...]` (feedforward: flat transitions `[b, ...]`)."""
 
     obs: jax.Array
     first: jax.Array
@@ -87,9 +88,10 @@ def make_batch(config: Config, agent, params, traj: Trajectory) -> tuple[Batch, 
                             onpolicy.discounts(config, traj), out.value, v_t,
                             lambda_=config.gae_lambda, truncated_t=traj.truncated)
     batch = Batch(traj.obs, traj.first, traj.action, out.log_prob, out.value, adv, adv + out.value)
-    if config.core is None:   # transitions, not sequences: [T, B] -> [1, T * B]
-        batch = jax.tree.map(lambda x: x.reshape((1, -1, *x.shape[2:])), batch)
+    if config.core is None:   # transitions, not sequences: [T, B] -> [T * B]
+        batch = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
     return batch, traj.carry0
+
 
 
 def _normalize(adv):
@@ -123,19 +125,22 @@ def loss_fn(config: Config, agent):
     return loss
 
 
-def _minibatches(config: Config, data, key):
-    """`[E * M]` minibatches: each epoch a fresh permutation of the sequence axis."""
+def epoch_minibatches(config: Config, data, key):
+    """One epoch's `M` minibatches, stacked on a leading axis for `lax.scan`: a fresh
+    permutation of the split axis (flat transitions, or the envs of recurrent
+    sequences), gathered once for the whole epoch and cut into `M` equal parts.
+    Returns `(batch [M, ...], carry0 [M, ...])`."""
     batch, carry0 = data
+    m = config.num_minibatches
+    if config.core is None:
+        n = batch.action.shape[0]
+        perm = jax.random.permutation(key, n)
+        return jax.tree.map(lambda x: x[perm].reshape((m, n // m, *x.shape[1:])), batch), carry0
     n = batch.action.shape[1]
-    size = n // config.num_minibatches
-    keys = jax.random.split(key, config.num_epochs)
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
-    return perms.reshape(config.num_epochs * config.num_minibatches, size)
-
-
-def _select(data, idx):
-    batch, carry0 = data
-    return (jax.tree.map(lambda x: x[:, idx], batch), jax.tree.map(lambda x: x[idx], carry0))
+    perm = jax.random.permutation(key, n)
+    over_envs = lambda x: jnp.moveaxis(x[:, perm].reshape((x.shape[0], m, n // m, *x.shape[2:])), 1, 0)
+    return (jax.tree.map(over_envs, batch),
+            jax.tree.map(lambda x: x[perm].reshape((m, n // m, *x.shape[1:])), carry0))
 
 
 def loop(config: Config) -> onpolicy.Loop:
@@ -150,10 +155,11 @@ def loop(config: Config) -> onpolicy.Loop:
     def learn(train_state: TrainState, traj: Trajectory, key):
         data = make_batch(config, agent, train_state.params, traj)
 
-        def minibatch_step(ts, idx):
-            return learner.update(ts, _select(data, idx))
+        def epoch(ts, k):
+            return jax.lax.scan(learner.update, ts, epoch_minibatches(config, data, k))
 
-        train_state, metrics = jax.lax.scan(minibatch_step, train_state, _minibatches(config, data, key))
+        train_state, metrics = jax.lax.scan(epoch, train_state,
+                                            jax.random.split(key, config.num_epochs))
         return train_state, jax.tree.map(jnp.mean, metrics)
 
     return onpolicy.make_loop(config, agent=agent, env=env, env_params=env_params,

@@ -127,10 +127,12 @@ def sequence_q_values(net, params, carry0, obs, first, final_obs):
       where h_t is the carry after reading obs_t (the successor never resets it).
     """
     not_first = jnp.zeros_like(first)
-    if not jax.tree.leaves(carry0):          # feedforward: no carry to thread
-        _, q_tm1 = net.apply(params, carry0, obs, first)
-        _, q_t = net.apply(params, carry0, final_obs, not_first)
-        return q_tm1, q_t
+    if not jax.tree.leaves(carry0):          # feedforward: no carry; flat [T * N] rows
+        t, n = first.shape
+        flat = lambda x: x.reshape((t * n, *x.shape[2:]))
+        _, q_tm1 = net.apply(params, carry0, flat(obs), flat(first))
+        _, q_t = net.apply(params, carry0, flat(final_obs), flat(not_first))
+        return q_tm1.reshape((t, n, -1)), q_t.reshape((t, n, -1))
 
     def step(carry, inputs):
         o, f = inputs
