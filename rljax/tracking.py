@@ -376,11 +376,17 @@ def _wandb_files(run_dir: Path, run_id: str) -> list[Path]:
 def read_wandb_history(run_dir: str | os.PathLike, run_id: str | None = None) -> list[dict]:
     """The history rows (`wandb.log` calls) of the offline run files of `run_id` (default:
     the id rljax stored in the run folder), oldest file first."""
+    return [_history_row(record) for record in _wandb_parsed(run_dir, run_id)
+            if record.WhichOneof("record_type") == "history"]
+
+
+def _wandb_parsed(run_dir, run_id):
+    """The parsed records of the offline run files of `run_id` (default: the id rljax
+    stored in the run folder), oldest file first; unreadable records are skipped."""
     from wandb.proto import wandb_internal_pb2
 
     run_dir = Path(run_dir)
     run_id = run_id or (run_dir / WANDB_DIR / WANDB_ID_FILE).read_text().strip()
-    rows = []
     for path in _wandb_files(run_dir, run_id):
         for raw in _wandb_records(path):
             record = wandb_internal_pb2.Record()
@@ -388,9 +394,7 @@ def read_wandb_history(run_dir: str | os.PathLike, run_id: str | None = None) ->
                 record.ParseFromString(raw)
             except Exception:                 # noqa: BLE001
                 continue
-            if record.WhichOneof("record_type") == "history":
-                rows.append(_history_row(record))
-    return rows
+            yield record
 
 
 def _history_row(record) -> dict:
@@ -407,24 +411,14 @@ def _history_row(record) -> dict:
 def read_wandb_config(run_dir: str | os.PathLike, run_id: str | None = None) -> dict:
     """The config (hyperparameters) of the offline run files of `run_id` (default: the id
     rljax stored in the run folder), later updates winning."""
-    from wandb.proto import wandb_internal_pb2
-
-    run_dir = Path(run_dir)
-    run_id = run_id or (run_dir / WANDB_DIR / WANDB_ID_FILE).read_text().strip()
     config = {}
-    for path in _wandb_files(run_dir, run_id):
-        for raw in _wandb_records(path):
-            record = wandb_internal_pb2.Record()
-            try:
-                record.ParseFromString(raw)
-            except Exception:                 # noqa: BLE001
-                continue
-            kind = record.WhichOneof("record_type")
-            items = (record.config.update if kind == "config" else
-                     record.run.config.update if kind == "run" else ())
-            for item in items:
-                if not item.key.startswith("_"):
-                    config[item.key] = json.loads(item.value_json)
+    for record in _wandb_parsed(run_dir, run_id):
+        kind = record.WhichOneof("record_type")
+        items = (record.config.update if kind == "config" else
+                 record.run.config.update if kind == "run" else ())
+        for item in items:
+            if not item.key.startswith("_"):
+                config[item.key] = json.loads(item.value_json)
     return config
 
 
