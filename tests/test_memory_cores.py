@@ -22,8 +22,8 @@ FIRST[7, 2] = True
 LAST = 3
 
 KINDS = ["gru", "lstm", "mingru", "lru", "s5", "ffm"]
-# (kind, layers): every kind as one layer, plus stacks of a linear core and of a GRU.
-CASES = [(k, 1) for k in KINDS] + [("lru", 2), ("gru", 2)]
+# (kind, layers): every kind as one layer, plus a stack (StackedCore is kind-agnostic).
+CASES = [(k, 1) for k in KINDS] + [("lru", 2)]
 IDS = [f"{k}-{n}" for k, n in CASES]
 close = partial(np.testing.assert_allclose, rtol=2e-5, atol=2e-5)
 
@@ -54,52 +54,65 @@ def _concat(trees):
     return jax.tree.map(lambda *a: np.concatenate(a, axis=0), *trees)
 
 
-def _alone(carry0, zero, x, w=None):
-    """Every episode of the `[T, B]` sequence as its own batch column, run alone.
+def _with_episodes_alone(carry0, zero, x, w):
+    """The `[T, B]` sequence, and beside it every one of its episodes run alone.
 
-    Column `e` holds episode `(b, start, stop)` at its start, zero-padded to `T`,
-    starting from the zero carry (or from `carry0[b]` for the piece before the
-    first reset) and with no reset flag at all. The cores are causal, so outputs
-    before the padding cannot depend on it; one `[T, E]` call, one compile.
-    Returns `(carry [E, ...], x [T, E, F], w [T, E, H] masked to the episodes)`.
+    Returns `carry [B + E, ...]`, `x [T, B + E, F]`, `first [T, B + E]` and the
+    loss weights `w_seq`, `w_alone [T, B + E, H]`. Columns `:B` are the sequence
+    (with its resets); column `B + e` holds episode `e = (b, start, stop)` at its
+    start, zero-padded to `T`, starting from the zero carry (or from `carry0[b]` for
+    the piece before the first reset) and with no reset flag at all. The cores are
+    causal and batch columns independent, so outputs before the padding cannot
+    depend on it, and one call (one compile) runs both. `w_seq` weights the
+    sequence columns only, `w_alone` the episodes (zero on their padding).
     """
-    xs = np.zeros((T, len(EPISODES), F), np.float32)
-    ws = np.zeros((T, len(EPISODES), H), np.float32)
+    n = len(EPISODES)
+    xs = np.zeros((T, n, F), np.float32)
+    ws = np.zeros((T, n, H), np.float32)
     carries = []
     for e, (b, start, stop) in enumerate(EPISODES):
         xs[:stop - start, e] = x[start:stop, b]
-        if w is not None:
-            ws[:stop - start, e] = w[start:stop, b]
+        ws[:stop - start, e] = w[start:stop, b]
         carries.append(zero if FIRST[start, b] else _column(carry0, b))
-    return _concat(carries), xs, ws
+    carry = _concat([jax.device_get(carry0), *carries])
+    first = np.concatenate([FIRST, np.zeros((T, n), bool)], axis=1)
+    zeros = lambda a: np.zeros_like(a)
+    w_seq = np.concatenate([w, zeros(ws)], axis=1)
+    w_alone = np.concatenate([zeros(w), ws], axis=1)
+    return carry, np.concatenate([x, xs], axis=1), first, w_seq, w_alone
 
 
 @functools.lru_cache(maxsize=None)
 def _setup(kind, layers):
     core = nets.make_core(kind, H, layers=layers)
-    x = np.random.default_rng(0).normal(size=(T, B, F)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(T, B, F)).astype(np.float32)
+    w = rng.normal(size=(T, B, H)).astype(np.float32)
     carry0 = _random_like(nets.initial_carry(kind, H, B, layers), seed=1)
-    params = jax.jit(core.init)(jax.random.key(0), carry0, x, FIRST)
+    # init on one step: same params, no scan to compile
+    params = jax.jit(core.init)(jax.random.key(0), carry0, x[:1], FIRST[:1])
     zero = jax.device_get(nets.initial_carry(kind, H, 1, layers))
-    return core, params, carry0, zero, x, jax.jit(core.apply)
+    both = _with_episodes_alone(carry0, zero, x, w)
+    return core, params, carry0, zero, x, both, jax.jit(core.apply)
 
 
 @pytest.mark.parametrize("kind, layers", CASES, ids=IDS)
 def test_sequence_of_episodes_equals_each_episode_alone(kind, layers):
-    core, params, carry0, zero, x, apply = _setup(kind, layers)
-    carry_T, y = apply(params, carry0, x, FIRST)
-    assert y.shape == (T, B, H)
-    carries, xs, _ = _alone(carry0, zero, x)
-    _, y_alone = apply(params, carries, xs, np.zeros(xs.shape[:2], bool))
+    core, params, carry0, zero, x, (carry, xx, first, _, _), apply = _setup(kind, layers)
+    carry_all, y_all = apply(params, carry, xx, first)
+    y, y_alone = y_all[:, :B], y_all[:, B:]
+    assert y_all.shape == (T, B + len(EPISODES), H)
     for e, (b, start, stop) in enumerate(EPISODES):
         close(y[start:stop, b], y_alone[:stop - start, e], err_msg=f"column {b} [{start}:{stop}]")
-    # the final carry is that of each column's last episode run alone (3 steps)
-    last = np.stack([x[T - LAST:, b] for b in range(B)], axis=1)
-    zeros = _concat([zero] * B)
-    c_alone, _ = apply(params, zeros, last, np.zeros((LAST, B), bool))
-    jax.tree.map(close, carry_T, c_alone)
+    # the final carry is that of each column's last episode (3 steps) run alone,
+    # here by the one-step path from the zero carry, without flags
+    c = _concat([zero] * B)
+    for t in range(T - LAST, T):
+        c, _ = apply(params, c, x[t:t + 1], np.zeros((1, B), bool))
+    jax.tree.map(lambda a, b: close(a[:B], b), carry_all, c)
     # and carry0 really matters: another carry0 changes column 0 before its reset only
-    _, y_other = apply(params, _random_like(carry0, seed=5), x, FIRST)
+    other = jax.tree.map(lambda a, r: np.concatenate([r, a[B:]]), carry, _random_like(carry0, seed=5))
+    y_other = apply(params, other, xx, first)[1][:, :B]
     assert not np.allclose(y[:2, 0], y_other[:2, 0], atol=1e-4)
     np.testing.assert_allclose(y[:, 1], y_other[:, 1], rtol=1e-6, atol=1e-6)  # resets at t = 0
     np.testing.assert_allclose(y[7:], y_other[7:], rtol=1e-6, atol=1e-6)      # all reset at 7
@@ -107,15 +120,15 @@ def test_sequence_of_episodes_equals_each_episode_alone(kind, layers):
 
 @pytest.mark.parametrize("kind, layers", CASES, ids=IDS)
 def test_step_path_equals_sequence_path(kind, layers):
-    core, params, carry0, zero, x, apply = _setup(kind, layers)
-    seq_carry, seq_y = apply(params, carry0, x, FIRST)
-    carry, ys = carry0, []
+    core, params, carry0, zero, x, (carry, xx, first, _, _), apply = _setup(kind, layers)
+    seq_carry, seq_y = apply(params, carry, xx, first)     # the sequence is columns :B
+    c, ys = carry0, []
     for t in range(T):
-        carry, y = apply(params, carry, x[t:t + 1], FIRST[t:t + 1])
+        c, y = apply(params, c, x[t:t + 1], FIRST[t:t + 1])
         ys.append(y)
-    close(np.concatenate(ys), seq_y)
-    jax.tree.map(close, carry, seq_carry)
-    for leaf in jax.tree.leaves(carry):   # carries are real [B, ...] arrays
+    close(np.concatenate(ys), seq_y[:, :B])
+    jax.tree.map(lambda a, b: close(a, b[:B]), c, seq_carry)
+    for leaf in jax.tree.leaves(c):   # carries are real [B, ...] arrays
         assert leaf.dtype == jnp.float32 and leaf.shape[0] == B
 
 
@@ -123,19 +136,16 @@ def test_step_path_equals_sequence_path(kind, layers):
 def test_param_gradients_equal_summed_gradients_of_separate_episodes(kind, layers):
     """d/dθ of a loss over the `[T, B]` sequence with resets equals the sum over its
     episodes of d/dθ of each episode's loss, every episode run alone (no flags)."""
-    core, params, carry0, zero, x, _ = _setup(kind, layers)
-    w = np.random.default_rng(2).normal(size=(T, B, H)).astype(np.float32)
+    core, params, carry0, zero, x, (carry, xx, first, w_seq, w_alone), _ = _setup(kind, layers)
 
     @jax.jit
-    def grad(params, carry, x, first, w):
+    def grad(params, w):
         def loss(p):
-            return jnp.sum(w * jnp.tanh(core.apply(p, carry, x, first)[1]))
+            return jnp.sum(w * jnp.tanh(core.apply(p, carry, xx, first)[1]))
         return jax.grad(loss)(params)
 
-    g_seq = grad(params, carry0, x, FIRST, w)
-    carries, xs, ws = _alone(carry0, zero, x, w)
-    # the loss of the [T, E] batch is the sum of the episodes' losses (padding has w = 0)
-    g_sum = grad(params, carries, xs, np.zeros(xs.shape[:2], bool), ws)
+    g_seq = grad(params, w_seq)
+    g_sum = grad(params, w_alone)   # a sum of the episodes' losses: the sum of their gradients
     jax.tree.map(partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5), g_seq, g_sum)
     assert max(float(np.abs(l).max()) for l in jax.tree.leaves(g_seq)) > 1e-3
 
@@ -144,14 +154,15 @@ def test_param_gradients_equal_summed_gradients_of_separate_episodes(kind, layer
 def test_vmapped_init_over_seeds_equals_single_inits(kind):
     """`jit(vmap(init))` over seed keys (no QR anywhere, so no LAPACK deadlock; gru and
     lstm, on rljax's QR-free orthogonal init, are covered in tests/test_nets.py)."""
-    core, _, carry0, _, x, apply = _setup(kind, 1)
+    core, _, carry0, _, x, _, apply = _setup(kind, 1)
     keys = jax.random.split(jax.random.key(3), 3)
-    batched = jax.jit(jax.vmap(core.init, in_axes=(0, None, None, None)))(keys, carry0, x, FIRST)
+    x1, first1 = x[:1], FIRST[:1]
+    batched = jax.jit(jax.vmap(core.init, in_axes=(0, None, None, None)))(keys, carry0, x1, first1)
     ys = []
     for i in range(3):
-        one = jax.jit(core.init)(keys[i], carry0, x, FIRST)
+        one = jax.jit(core.init)(keys[i], carry0, x1, first1)
         jax.tree.map(lambda a, s: np.testing.assert_allclose(a[i], s, rtol=1e-5, atol=1e-6), batched, one)
-        ys.append(apply(jax.tree.map(lambda a: a[i], batched), carry0, x, FIRST)[1])
+        ys.append(apply(jax.tree.map(lambda a: a[i], batched), carry0, x1, first1)[1])
     assert not np.allclose(ys[0], ys[1])   # seeds differ
 
 
@@ -181,6 +192,38 @@ def test_trunk_core_layers_stacks_layers_and_matches_its_carry():
     new_carry, (logits, value) = jax.jit(net.apply)(params, carry, x, FIRST)
     assert jax.tree.structure(new_carry) == jax.tree.structure(carry)
     assert logits.shape == (T, B, 3) and value.shape == (T, B)
+
+
+def test_stacked_complex_carry_scans_vmaps_and_checkpoints(tmp_path):
+    """A 2-layer LRU carry (a tuple of real `[B, 2, N]` arrays) as a `lax.scan` carry
+    (the rollout's acting loop), under `vmap` over a seed axis, and through orbax."""
+    core, params, carry0, _, x, _, apply = _setup("lru", 2)
+    seq_carry, seq_y = apply(params, carry0, x, FIRST)
+
+    @jax.jit
+    def acting_loop(carry):
+        def step(c, inp):
+            c, y = core.apply(params, c, inp[0][None], inp[1][None])
+            return c, y[0]
+        return jax.lax.scan(step, carry, (x, FIRST))
+
+    c, ys = acting_loop(carry0)
+    close(ys, seq_y)
+    jax.tree.map(close, c, seq_carry)
+    seeds = jax.tree.map(lambda a: np.stack([a, 2 * a]), carry0)
+    vc, vy = jax.jit(jax.vmap(lambda c: core.apply(params, c, x, FIRST)))(seeds)
+    close(vy[0], seq_y)
+    assert not np.allclose(vy[1, :2, 0], seq_y[:2, 0])   # the doubled carry0 shows before resets
+
+    import orbax.checkpoint as ocp
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(tmp_path / "carry", seq_carry)
+    ckpt.wait_until_finished()
+    # with a target, as rljax's run folders restore (without one orbax gives lists)
+    restored = ckpt.restore(tmp_path / "carry", jax.eval_shape(lambda c: c, seq_carry))
+    ckpt.close()
+    assert jax.tree.structure(restored) == jax.tree.structure(seq_carry)
+    jax.tree.map(np.testing.assert_array_equal, restored, seq_carry)
 
 
 # --------------------------------------------------------------------------- scan operators

@@ -3,8 +3,7 @@ mingru, lru, s5, ffm trained with parallel scans), actor-critic and Q nets."""
 from rljax.nets.initializers import orthogonal
 from rljax.nets.mlp import MLP, activation, dense
 from rljax.nets.networks import ActorCritic, QNetwork, Trunk
-from rljax.nets.ffm import FFM
-from rljax.nets.linear_recurrent import (LINEAR_IDENTITY, LRU, RESET_IDENTITY, S5, MinGRU,
+from rljax.nets.linear_recurrent import (FFM, LINEAR_IDENTITY, LRU, RESET_IDENTITY, S5, MinGRU,
                                          linear_recurrence, linear_recurrence_op,
                                          reset_recurrence_op)
 from rljax.nets.recurrent import (CORES, MaskedGRU, MaskedLSTM, StackedCore, gru_recurrence,

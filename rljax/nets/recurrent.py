@@ -14,8 +14,7 @@ recurrent weight gradient out of the backward loop; the LSTM uses plain autodiff
 of `masked_scan`.
 
 `make_core` / `initial_carry` also serve the linear cores trained with a parallel
-scan (`mingru`, `lru`, `s5` in `rljax.nets.linear_recurrent`, `ffm` in
-`rljax.nets.ffm`), and stacks of any kind (`layers > 1`, `StackedCore`).
+scan (`mingru`, `lru`, `s5`, `ffm` in `rljax.nets.linear_recurrent`), and stacks of any kind (`layers > 1`, `StackedCore`).
 """
 from __future__ import annotations
 
@@ -25,9 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rljax.nets.ffm import FFM
 from rljax.nets.initializers import orthogonal
-from rljax.nets.linear_recurrent import LRU, S5, MinGRU
+from rljax.nets.linear_recurrent import FFM, LRU, S5, MinGRU
 
 
 def _scan(body, carry, xs, *, unroll: int = 1, reverse: bool = False):
