@@ -75,8 +75,7 @@ def final_return(returns: np.ndarray, frac: float = 0.1) -> np.ndarray:
 def bptt_cost(kinds, lengths, width: int, batch: int, budget_s: float = 0.5) -> dict:
     """Seconds per sequence step of one forward+backward of a core over `[T, batch]`
     (params gradient of a sum of outputs, resets at a few places), per kind and T.
-    The best of the repetitions (at least 3, `budget_s` in all): on a machine shared
-    with other jobs the minimum is the least disturbed estimate."""
+    The median of the repetitions (at least 3, `budget_s` in all)."""
     out = {}
     for kind in kinds:
         core = nets.make_core(kind, width)
@@ -95,7 +94,7 @@ def bptt_cost(kinds, lengths, width: int, batch: int, budget_s: float = 0.5) -> 
                 jax.block_until_ready(grad(params, x, first))
                 times.append(time.perf_counter() - t0)
                 reps += 1
-            out[kind][t_len] = float(np.min(times)) / t_len
+            out[kind][t_len] = float(np.median(times)) / t_len
             print(f"bptt {kind:6s} T={t_len:5d}: {1e6 * out[kind][t_len]:8.1f} us/step "
                   f"({reps} reps, load {load()})", flush=True)
     return out
@@ -134,6 +133,26 @@ def plot(cells, tasks, cores, bptt, path):
     fig.savefig(path, dpi=110)
 
 
+def _cell_json(cell) -> dict:
+    return dict(returns=[[None if np.isnan(v) else float(v) for v in row] for row in cell["returns"]],
+                env_steps=np.asarray(cell["env_steps"]).tolist(), compile_s=cell["compile_s"],
+                run_s=cell["run_s"], steps_per_s=cell["steps_per_s"], load=cell["load"])
+
+
+def _cell_from_json(d) -> dict:
+    return {**d, "returns": np.array([[np.nan if v is None else v for v in row] for row in d["returns"]]),
+            "env_steps": np.asarray(d["env_steps"])}
+
+
+def run_chain(core: str, steps: int, args) -> dict:
+    config = make_config(core, CHAIN, steps, args.width, 128)
+    chain = train_cell(config, args.seeds)
+    chain.update(core=core, steps=steps, load=load())
+    print(f"{CHAIN} {core} {steps:,} steps: final {np.round(final_return(chain['returns']), 3)} "
+          f"run {chain['run_s']:.0f}s load {chain['load']}", flush=True)
+    return chain
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=262_144, help="env steps per seed per cell")
@@ -144,14 +163,40 @@ def main() -> None:
     parser.add_argument("--cores", nargs="*", default=CORES)
     parser.add_argument("--bptt-lengths", nargs="*", type=int, default=[64, 128, 256, 512, 1024])
     parser.add_argument("--bptt-batch", type=int, default=8)
-    parser.add_argument("--chain-steps", type=int, default=524_288)
+    parser.add_argument("--chain-steps", type=int, default=131_072)
+    parser.add_argument("--chain-only", action="store_true",
+                        help="keep the measurements in memory.json, add one MemoryChain run "
+                             "(--chain-steps) with the best core, rewrite memory.md/png")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite memory.md/png from memory.json, run nothing")
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "memory.json")
+
+    if args.chain_only or args.report_only:
+        with open(json_path) as f:
+            raw = json.load(f)
+        for name in ("steps", "seeds", "width", "num_steps", "tasks", "cores", "bptt_lengths", "bptt_batch"):
+            setattr(args, name, raw["args"][name])
+        cells = {tuple(k.split("|")): _cell_from_json(v) for k, v in raw["cells"].items()}
+        bptt = {k: {int(t): v for t, v in per_t.items()} for k, per_t in raw["bptt_s_per_step"].items()}
+        chains = [_cell_from_json(c) for c in raw["chains"]]
+        best = best_core(cells, args)
+        if args.chain_only:
+            chains.append(run_chain(best, args.chain_steps, args))
+            raw["chains"] = [_cell_json(c) | dict(core=c["core"], steps=c["steps"]) for c in chains]
+            raw["load_end"] = load()
+            with open(json_path, "w") as f:
+                json.dump(raw, f, indent=1)
+        write_report(args, cells, bptt, chains, best, raw["total_s"], raw["load_start"], raw["load_end"],
+                     raw.get("chains_without_curves", []))
+        plot(cells, args.tasks, args.cores, bptt, os.path.join(args.out, "memory.png"))
+        return
+
     started, load_start = time.time(), load()
     print(f"machine: {machine()}; load {load_start}", flush=True)
-
-    cells, raw = {}, {}
+    cells = {}
     for task in args.tasks:
         for core in args.cores:
             config = make_config(core, task, args.steps, args.width, args.num_steps)
@@ -166,40 +211,31 @@ def main() -> None:
 
     bptt = bptt_cost([c for c in args.cores if c != "none"], args.bptt_lengths,
                      args.width, args.bptt_batch)
-
-    # MemoryChain at length 100 with the core best on average over the tasks
-    def score(core):
-        return np.mean([np.mean(popgym.normalized_return(final_return(cells[(core, t)]["returns"]), t))
-                        for t in args.tasks])
-    recurrent = [c for c in args.cores if c != "none"]
-    best = max(recurrent, key=score) if recurrent else None
-    chain = None
-    if best is not None and args.chain_steps > 0:
-        config = make_config(best, CHAIN, args.chain_steps, args.width, 128)
-        chain = train_cell(config, args.seeds)
-        chain["core"], chain["load"] = best, load()
-        print(f"{CHAIN} {best}: final {np.round(final_return(chain['returns']), 3)} "
-              f"run {chain['run_s']:.0f}s", flush=True)
+    best = best_core(cells, args)
+    chains = [run_chain(best, args.chain_steps, args)] if best and args.chain_steps > 0 else []
 
     total_s = time.time() - started
-    write_report(args, cells, bptt, chain, best, total_s, load_start, load())
+    write_report(args, cells, bptt, chains, best, total_s, load_start, load())
     plot(cells, args.tasks, args.cores, bptt, os.path.join(args.out, "memory.png"))
-    raw = dict(
-        machine=machine(), load_start=load_start, load_end=load(), total_s=total_s, args=vars(args),
-        cells={f"{c}|{t}": dict(returns=[[None if np.isnan(v) else float(v) for v in row]
-                                         for row in cell["returns"]],
-                                env_steps=cell["env_steps"].tolist(), compile_s=cell["compile_s"],
-                                run_s=cell["run_s"], steps_per_s=cell["steps_per_s"], load=cell["load"])
-               for (c, t), cell in cells.items()},
-        bptt_s_per_step=bptt,
-        chain=None if chain is None else dict(core=chain["core"], final=final_return(chain["returns"]).tolist(),
-                                               run_s=chain["run_s"], compile_s=chain["compile_s"]))
-    with open(os.path.join(args.out, "memory.json"), "w") as f:
+    raw = dict(machine=machine(), load_start=load_start, load_end=load(), total_s=total_s, args=vars(args),
+               cells={f"{c}|{t}": _cell_json(cell) for (c, t), cell in cells.items()},
+               bptt_s_per_step=bptt,
+               chains=[_cell_json(c) | dict(core=c["core"], steps=c["steps"]) for c in chains])
+    with open(json_path, "w") as f:
         json.dump(raw, f, indent=1)
     print(f"done in {total_s:.0f}s", flush=True)
 
 
-def write_report(args, cells, bptt, chain, best, total_s, load_start, load_end):
+def best_core(cells, args) -> str | None:
+    """The recurrent core with the best mean final normalised return over the tasks."""
+    def score(core):
+        return np.mean([np.mean(popgym.normalized_return(final_return(cells[(core, t)]["returns"]), t))
+                        for t in args.tasks])
+    recurrent = [c for c in args.cores if c != "none"]
+    return max(recurrent, key=score) if recurrent else None
+
+
+def write_report(args, cells, bptt, chains, best, total_s, load_start, load_end, summaries=()):
     rows = []
     for task in args.tasks:
         for core in args.cores:
@@ -249,17 +285,23 @@ def write_report(args, cells, bptt, chain, best, total_s, load_start, load_end):
             f"{', '.join(f'{v:.3f}' for v in final)} | {np.mean(mm):.3f} | {cell['steps_per_s']:,.0f} | "
             f"{cell['compile_s']:.0f} | {cell['run_s']:.0f} |")
     lines += ["", "**BPTT cost** (one forward+backward of a core over `[T, B=%d]`, width %d, "
-              "best of >= 3 repetitions, wall time / T, in us per step):" % (args.bptt_batch, args.width), "",
+              "median wall time of >= 3 repetitions / T, in us per step):" % (args.bptt_batch, args.width), "",
               "| core | " + " | ".join(f"T={t}" for t in args.bptt_lengths) + " |",
               "|---|" + "---|" * len(args.bptt_lengths)]
     for kind, per_t in bptt.items():
         lines.append(f"| {kind} | " + " | ".join(f"{1e6 * per_t[t]:.1f}" for t in args.bptt_lengths) + " |")
-    if chain is not None:
+    for c in summaries:   # chain runs whose curves were not stored (final returns only)
+        lines += ["", f"**MemoryChain, memory length 100** (`{CHAIN}`, the best core above: "
+                  f"`{c['core']}`, {c['steps']:,} steps per seed, 16 envs x 128-step rollouts): "
+                  f"final return per seed {', '.join(f'{v:.2f}' for v in c['final'])} "
+                  f"(random 0, optimal 1); run {c['run_s']:.0f} s."]
+    for chain in chains:
         fin = final_return(chain["returns"])
-        lines += ["", f"**MemoryChain, memory length 100** (`{CHAIN}`, the best core above: `{best}`, "
-                  f"{args.chain_steps:,} steps per seed, 128-step rollouts): final return per seed "
-                  f"{', '.join(f'{v:.2f}' for v in fin)} (random 0, optimal 1); "
-                  f"run {chain['run_s']:.0f} s."]
+        lines += ["", f"**MemoryChain, memory length 100** (`{CHAIN}`, the best core above: "
+                  f"`{chain['core']}`, {chain['steps']:,} steps per seed, 16 envs x 128-step rollouts): "
+                  f"final return per seed {', '.join(f'{v:.2f}' for v in fin)} (random 0, optimal 1; "
+                  f"MMER {', '.join(f'{v:.2f}' for v in popgym.mmer(chain['returns']))}); "
+                  f"run {chain['run_s']:.0f} s at load {chain['load']}."]
     lines += ["", "---", "", "## Measurement details", "",
               f"Machine: {machine()}, shared with other jobs; load average (1/5/15 min) "
               f"{load_start} at the start and {load_end} at the end (per cell in memory.json). "
