@@ -29,6 +29,35 @@ CORES = ["none", "gru", "lstm", "mingru", "lru", "s5", "ffm"]
 TASKS = ["popgym/RepeatPrevious-Easy", "popgym/CountRecall-Easy", "popgym/StatelessCartPole-Easy"]
 CHAIN = "MemoryChain-bsuite-L100"
 CHAIN_BOUNDS = popgym.ReturnBounds(-1.0, 0.0, 1.0)
+# Written by hand from the run committed in benchmarks/ (2026-11-21; 262,144 steps per
+# seed, then `--chain-only --chain-steps 524288`); update them when the numbers change.
+NOTES = """
+- **Recall over a fixed lag** (RepeatPrevious-Easy, MemoryChain): start with `ffm`, `lru` or
+  `s5`. All three solved RepeatPrevious-Easy within 262k steps (0.96-1.00 normalised;
+  `gru` 0.74, `lstm` 0.71, `mingru` 0.60, feedforward 0.25 = random), and `s5` solved
+  MemoryChain with a 100-step gap (0.98 mean return over 3 seeds at 524k steps).
+- **Counting** (CountRecall-Easy): `lstm`, `s5` and `gru` were ahead (0.18-0.19
+  normalised), `lru` barely moved (0.06). Nothing solved it at this budget (see below).
+- **Hidden velocities** (StatelessCartPole-Easy): every recurrent core reached the
+  maximum return (MMER 1.00 for all; final 0.93-0.99); feedforward stayed at 0.24.
+- **Cost**: on this 2-core CPU the parallel scan buys no speed. One forward+backward
+  costs about 10-40 us per step for every core, roughly flat in T up to 512; `lru`/`s5`
+  double per step at T = 1024 (not profiled). PPO env steps/s
+  with a linear core (28k-99k) were in the range of `gru` (35k-72k) and above `lstm`
+  (29k-36k). The `O(log T)` depth of `associative_scan` pays on a parallel accelerator,
+  which this benchmark did not measure. `mingru` is the cheapest per step, but learned
+  the slowest of the recurrent cores here.
+
+**What failed or is missing.** CountRecall-Easy was not solved by any core (best 0.19
+normalised vs 0.04 random and 1.0 optimal; the curves of gru, lstm and s5 were still
+rising, so it needs a larger budget than we could spend here). MemoryChain-L100 at 131k steps was not solved either (returns -0.17, -0.07,
+0.41); it needed 524k. Only the Easy levels, one layer (`core_layers=1`; the algorithm
+configs do not pass `core_layers` yet), width 64, 3 seeds and one PPO setting for all
+cores (lr 1e-3 annealed, 4 epochs x 4 minibatches, 16 envs x 64 steps), untuned: a
+ranking at this budget, not a verdict. Timings were taken while other jobs loaded the
+machine (1-minute load average 2.5-8.1 over the runs, logged per cell): the BPTT medians jitter by about 30 %
+(e.g. `lstm` at T = 256 above T = 512).
+"""
 COLORS = dict(zip(CORES, ["0.5", "C0", "C1", "C2", "C3", "C4", "C5"]))
 
 
@@ -269,6 +298,7 @@ def write_report(args, cells, bptt, chains, best, total_s, load_start, load_end,
         "",
     ]
     lines += pick_advice(rows, bptt, args)
+    lines += NOTES.strip("\n").splitlines()
     lines += [
         "",
         f"**Results** (PPO, {args.seeds} vmapped seeds, {args.steps:,} env steps per seed, "
@@ -306,7 +336,9 @@ def write_report(args, cells, bptt, chains, best, total_s, load_start, load_end,
               f"Machine: {machine()}, shared with other jobs; load average (1/5/15 min) "
               f"{load_start} at the start and {load_end} at the end (per cell in memory.json). "
               f"Whole script: {total_s / 60:.1f} min. Produced by "
-              f"`python scripts/bench_memory.py --steps {args.steps} --seeds {args.seeds}`. "
+              f"`python scripts/bench_memory.py --steps {args.steps} --seeds {args.seeds}`"
+              + (f", then `--chain-only --chain-steps {chains[-1]['steps']}` for the longer MemoryChain "
+                 "run. " if chains else ". ") +
               "Final return = NaN-aware mean over the last 10% of updates, per seed; MMER = the "
               "best per-update mean return (POPGym). Seeds are keys split from key 0. "
               "Figure: memory.png (learning curves, mean of seeds; BPTT cost).", ""]
