@@ -37,8 +37,9 @@ class Config(QConfig):
     env_id: str = static("CartPole-P-v1", doc="gymnax id or POMDP variant (`rljax list`)")
     hidden_sizes: tuple[int, ...] = static((64,), doc="MLP sizes before the core",
                                            check=each(positive))
-    core: str = static("gru", doc="recurrent core: 'gru' or 'lstm'")
+    core: str = static("gru", doc="recurrent core: gru, lstm, mingru, lru, s5 or ffm")
     core_size: int = static(128, doc="recurrent core width", check=at_least(1))
+    core_layers: int = static(1, doc="stacked core layers", check=at_least(1))
     head_sizes: tuple[int, ...] = static((64,), doc="MLP sizes after the core",
                                          check=each(positive))
     batch_size: int = static(32, doc="sequences per gradient step", check=at_least(1))
@@ -65,7 +66,7 @@ preset = preset_function(Config, PRESETS)
 
 def network(config: Config, spec: EnvSpec):
     return q_network(config, spec.num_actions, core=config.core, core_size=config.core_size,
-                     head_sizes=config.head_sizes)
+                     core_layers=config.core_layers, head_sizes=config.head_sizes)
 
 
 def make_agent(config: Config, spec: EnvSpec):

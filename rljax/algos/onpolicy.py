@@ -40,8 +40,10 @@ class ActorCriticConfig(EnvConfig):
     hidden_sizes: tuple[int, ...] = static((64, 64), doc="MLP torso sizes")
     activation: str = static("tanh", doc="tanh | relu | elu | gelu",
                              check=one_of(*nets.mlp.ACTIVATIONS))
-    core: str | None = static(None, doc="recurrent core: None (feedforward), 'gru' or 'lstm'")
+    core: str | None = static(None, doc="recurrent core: None (feedforward), gru, lstm, mingru, "
+                              "lru, s5 or ffm (rljax.nets.CORES)")
     core_size: int = static(128, doc="recurrent core width", check=at_least(1))
+    core_layers: int = static(1, doc="stacked core layers", check=at_least(1))
     head_sizes: tuple[int, ...] = static((), doc="MLP layers after the core")
     shared: bool = static(False, doc="one trunk for actor and critic (else two)")
     scan_unroll: int = static(1, doc="lax.scan unroll of the rollout loop (1 is fastest on CPU)",
@@ -72,7 +74,8 @@ def make_agent(config: ActorCriticConfig, spec: EnvSpec):
     """The actor-critic `Agent` of `config` for an env's spec (its policy head)."""
     trunk = nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
-        core=config.core, core_size=config.core_size, head_sizes=tuple(config.head_sizes))
+        core=config.core, core_size=config.core_size, core_layers=config.core_layers,
+        head_sizes=tuple(config.head_sizes))
     return agents.actor_critic(nets.ActorCritic(nets.policy_head(spec), trunk, shared=config.shared))
 
 

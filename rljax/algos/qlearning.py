@@ -212,10 +212,11 @@ def window_q_loss(net, params, target_params, steps: ReplayStep, layout: WindowL
 
 
 # --------------------------------------------------------------------------- training loop
-def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, head_sizes=()):
+def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, core_layers=1,
+              head_sizes=()):
     return nets.QNetwork(num_actions, nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation, core=core,
-        core_size=core_size, head_sizes=tuple(head_sizes)))
+        core_size=core_size, core_layers=core_layers, head_sizes=tuple(head_sizes)))
 
 
 class QLoopState(NamedTuple):

@@ -1,5 +1,8 @@
-"""Environments: gymnax envs on the 1.0 step API, POMDP variants and wrappers."""
-from rljax.envs.registry import POMDP_VARIANTS, EnvSpec, list_envs, make, spec
+"""Environments: gymnax envs on the 1.0 step API, POMDP variants, POPGym memory tasks,
+MemoryChain lengths and wrappers."""
+from rljax.envs import popgym
+from rljax.envs.popgym import POPGYM_ENVS, RETURN_BOUNDS, mmer, normalized_return
+from rljax.envs.registry import MEMORY_CHAIN_VARIANTS, POMDP_VARIANTS, EnvSpec, list_envs, make, spec
 from rljax.envs.wrappers import (
     EpisodeStats,
     FloatObservation,
@@ -10,6 +13,7 @@ from rljax.envs.wrappers import (
 )
 
 __all__ = [
+    "popgym", "POPGYM_ENVS", "RETURN_BOUNDS", "mmer", "normalized_return", "MEMORY_CHAIN_VARIANTS",
     "POMDP_VARIANTS", "EnvSpec", "list_envs", "make", "spec", "EpisodeStats", "FloatObservation",
     "ObservationHistory", "ObservationMask", "PreviousActionReward", "Wrapper",
 ]

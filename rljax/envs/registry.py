@@ -7,7 +7,7 @@ from typing import NamedTuple, Sequence
 
 import gymnax
 
-from rljax.envs import wrappers
+from rljax.envs import popgym, wrappers
 
 # Named partially observable variants: (base id, observation indices kept, what it hides).
 POMDP_VARIANTS: dict[str, tuple[str, tuple[int, ...], str]] = {
@@ -18,10 +18,16 @@ POMDP_VARIANTS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "MountainCar-P-v0": ("MountainCar-v0", (0,), "position; velocity hidden"),
 }
 
+# bsuite MemoryChain at set memory lengths (gymnax reads `memory_length` from EnvParams).
+MEMORY_CHAIN_VARIANTS: dict[str, int] = {
+    f"MemoryChain-bsuite-L{n}": n for n in (5, 10, 30, 50, 100, 200)}
+
 
 def list_envs() -> list[str]:
-    """Every env id `make` accepts: gymnax's registry plus rljax's POMDP variants."""
-    return sorted([*gymnax.registered_envs, *POMDP_VARIANTS])
+    """Every env id `make` accepts: gymnax's registry, rljax's POMDP variants, the POPGym
+    tasks (`popgym/<Task>-<Easy|Medium|Hard>`) and `MemoryChain-bsuite-L<n>`."""
+    return sorted([*gymnax.registered_envs, *POMDP_VARIANTS, *popgym.POPGYM_ENVS,
+                   *MEMORY_CHAIN_VARIANTS])
 
 
 def _unknown(env_id: str) -> ValueError:
@@ -45,7 +51,8 @@ def make(
     """Build an env and its params, wrapped as asked. Returns `(env, env_params)`.
 
     Args:
-      env_id: a gymnax id (`"CartPole-v1"`) or a POMDP variant (`"CartPole-P-v1"`).
+      env_id: a gymnax id (`"CartPole-v1"`), a POMDP variant (`"CartPole-P-v1"`), a POPGym
+        task (`"popgym/RepeatFirst-Easy"`) or a MemoryChain length (`"MemoryChain-bsuite-L30"`).
       max_episode_steps: time limit; the cut is reported as `truncated`, never as
         `terminated` (sets the env params' `max_steps_in_episode`).
       obs_indices: keep only these observation features (a custom POMDP).
@@ -60,12 +67,19 @@ def make(
         if obs_indices is not None:
             raise ValueError(f"{env_id} already masks observations; drop obs_indices")
         obs_indices = indices
-    elif env_id in gymnax.registered_envs:
+    elif env_id in gymnax.registered_envs or env_id in popgym.POPGYM_ENVS:
         base_id = env_id
+    elif env_id in MEMORY_CHAIN_VARIANTS:
+        base_id = "MemoryChain-bsuite"
     else:
         raise _unknown(env_id)
 
-    env, env_params = gymnax.make(base_id, **env_kwargs)
+    if base_id in popgym.POPGYM_ENVS:
+        env, env_params = popgym.make_popgym(base_id, **env_kwargs)
+    else:
+        env, env_params = gymnax.make(base_id, **env_kwargs)
+    if env_id in MEMORY_CHAIN_VARIANTS:
+        env_params = dataclasses.replace(env_params, memory_length=MEMORY_CHAIN_VARIANTS[env_id])
     if max_episode_steps is not None:
         if not hasattr(env_params, "max_steps_in_episode"):
             raise ValueError(f"{env_id} has no time limit to set")

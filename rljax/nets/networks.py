@@ -19,8 +19,9 @@ class Trunk(nn.Module):
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    core: str | None = None        # None, "gru" or "lstm"
+    core: str | None = None        # None or a kind of nets.recurrent.CORES ("gru", "lru", ...)
     core_size: int = 128
+    core_layers: int = 1           # stacked core layers; carry is a tuple per layer if > 1
     head_sizes: Sequence[int] = ()  # layers after the core
     obs_ndim: int = 1               # trailing observation axes to flatten
     unroll: int | None = None       # lax.scan unroll of the core; None: the core's default
@@ -29,12 +30,13 @@ class Trunk(nn.Module):
     def __call__(self, carry, obs, first):
         x = MLP(tuple(self.hidden_sizes), self.activation, self.obs_ndim)(obs)
         if self.core is not None:
-            carry, x = make_core(self.core, self.core_size, self.unroll)(carry, x, first)
+            carry, x = make_core(self.core, self.core_size, self.unroll,
+                                 self.core_layers)(carry, x, first)
         x = MLP(tuple(self.head_sizes), self.activation)(x)
         return carry, x
 
     def initial_carry(self, batch_size: int):
-        return initial_carry(self.core, self.core_size, batch_size)
+        return initial_carry(self.core, self.core_size, batch_size, self.core_layers)
 
 
 class ActorCritic(nn.Module):

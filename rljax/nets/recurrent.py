@@ -12,6 +12,9 @@ only the recurrent matmul runs per step (what dominates recurrent PPO on CPU).
 The GRU's recurrence has a hand-written VJP (`gru_recurrence`) that keeps the
 recurrent weight gradient out of the backward loop; the LSTM uses plain autodiff
 of `masked_scan`.
+
+`make_core` / `initial_carry` also serve the linear cores trained with a parallel
+scan (`mingru`, `lru`, `s5`, `ffm` in `rljax.nets.linear_recurrent`), and stacks of any kind (`layers > 1`, `StackedCore`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from rljax.nets.initializers import orthogonal
+from rljax.nets.linear_recurrent import FFM, LRU, S5, MinGRU
 
 
 def _scan(body, carry, xs, *, unroll: int = 1, reverse: bool = False):
@@ -182,24 +186,79 @@ class MaskedLSTM(nn.Module):
         return initial_carry("lstm", self.features, batch_size)
 
 
-CORES = {"gru": MaskedGRU, "lstm": MaskedLSTM}
+CORES = {"gru": MaskedGRU, "lstm": MaskedLSTM, "mingru": MinGRU, "lru": LRU, "s5": S5, "ffm": FFM}
+"""Core kinds accepted by `make_core` / `initial_carry` (and `Trunk(core=...)`)."""
 
 
-def initial_carry(kind: str | None, features: int, batch_size: int):
-    """The zero carry of a core kind, `[B, H]` (GRU) or `(c, h)` (LSTM); `()` for None."""
+def _check(kind: str, layers: int) -> None:
+    if kind not in CORES:
+        raise ValueError(f"unknown recurrent core {kind!r}; choose from {sorted(CORES)} or None")
+    if int(layers) < 1:
+        raise ValueError(f"core layers must be >= 1, got {layers}")
+
+
+def _zero_carry(kind: str, features: int, batch_size: int):
+    if kind == "gru":
+        return jnp.zeros((batch_size, features), jnp.float32)
+    if kind == "lstm":
+        zeros = jnp.zeros((batch_size, features), jnp.float32)
+        return (zeros, zeros)
+    return CORES[kind].zero_carry(features, batch_size)
+
+
+def initial_carry(kind: str | None, features: int, batch_size: int, layers: int = 1):
+    """The zero carry of a core kind; `()` for None.
+
+    One layer: `[B, H]` (gru, mingru), `(c, h)` (lstm), `[B, 2, N]` (lru, s5: re/im of
+    the complex state), `[B, 2, m, c]` (ffm). `layers > 1`: a tuple of one such
+    carry per layer, bottom layer first.
+    """
     if kind is None:
         return ()
-    zeros = jnp.zeros((batch_size, features), jnp.float32)
-    if kind == "gru":
-        return zeros
-    if kind == "lstm":
-        return (zeros, zeros)
-    raise ValueError(f"unknown recurrent core {kind!r}; choose from {sorted(CORES)} or None")
+    _check(kind, layers)
+    if layers == 1:
+        return _zero_carry(kind, features, batch_size)
+    return tuple(_zero_carry(kind, features, batch_size) for _ in range(layers))
 
 
-def make_core(kind: str, features: int, unroll: int | None = None) -> nn.Module:
-    """A core by kind; `unroll=None` keeps that core's own default."""
-    try:
-        return CORES[kind](features) if unroll is None else CORES[kind](features, unroll=unroll)
-    except KeyError:
-        raise ValueError(f"unknown recurrent core {kind!r}; choose from {sorted(CORES)} or None") from None
+def _single(kind: str, features: int, unroll: int | None, name: str | None = None) -> nn.Module:
+    kwargs = {} if unroll is None else dict(unroll=unroll)
+    return CORES[kind](features, name=name, **kwargs)
+
+
+class StackedCore(nn.Module):
+    """`layers` cores of one kind, each reading the previous one's outputs.
+
+    Carry: a tuple with one carry per layer (bottom first); every layer applies the
+    masked reset itself. Linear cores (mingru, lru, s5) are whole residual GLU
+    blocks, so the nonlinearity between layers is theirs; ffm mixes through its
+    output gate; gru/lstm are stacked plainly.
+    """
+
+    kind: str
+    features: int
+    layers: int
+    unroll: int | None = None
+
+    @nn.compact
+    def __call__(self, carry, x, first):
+        carries = []
+        for i in range(self.layers):
+            c, x = _single(self.kind, self.features, self.unroll, name=f"layer_{i}")(carry[i], x, first)
+            carries.append(c)
+        return tuple(carries), x
+
+    def initial_carry(self, batch_size: int):
+        return initial_carry(self.kind, self.features, batch_size, self.layers)
+
+
+def make_core(kind: str, features: int, unroll: int | None = None, layers: int = 1) -> nn.Module:
+    """A core by kind (see `CORES`); `unroll=None` keeps that core's own default.
+
+    `layers > 1` gives a `StackedCore` whose carry is a tuple per layer; one layer
+    is the plain core (same parameter tree as before layers existed).
+    """
+    _check(kind, layers)
+    if layers == 1:
+        return _single(kind, features, unroll)
+    return StackedCore(kind, features, int(layers), unroll)
