@@ -4,8 +4,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rljax import envs, parallel
-from rljax.config import at_least, config_class, static
+from rljax.config import at_least, config_class, each, static
 from rljax.types import Trajectory
+
+
+def _is_assignment(item: str):
+    """A check: `'name=value'` (None when it is one, else what it must be)."""
+    name = item.split("=", 1)[0].strip() if "=" in item else ""
+    return None if name.isidentifier() else "'name=value' strings"
 
 
 @config_class
@@ -19,17 +25,48 @@ class EnvConfig:
                           check=at_least(1))
     prev_action: bool = static(False, doc="append the one-hot previous action")
     prev_reward: bool = static(False, doc="append the previous reward")
+    # --- env arguments (issue 15) -----------------------------------------------------
+    env_kwargs: tuple[str, ...] = static((), doc="env constructor arguments as 'name=value' "
+                                         "(YAML values), e.g. ('size=12',) for DeepSea-bsuite",
+                                         check=each(_is_assignment))
+    env_params: tuple[str, ...] = static((), doc="env params overrides as 'name=value', e.g. "
+                                         "('memory_length=20',) for MemoryChain-bsuite",
+                                         check=each(_is_assignment))
+    obs_indices: tuple[int, ...] | None = static(None, doc="keep only these observation "
+                                                 "features (a custom POMDP mask); None: all")
 
     def validate(self):
         make_env(self)   # an unknown env id or an option it cannot take, named here
+
+
+# Env arguments are static `'name=value'` strings, not a dict: static fields key the jit
+# cache, so they must be hashable; strings round-trip through config.json and `--set
+# env_kwargs=[size=12]` with the command's tuple coercion. `assignments` parses them.
+def assignments(items: tuple[str, ...]) -> dict:
+    """`('size=12', 'deterministic=false')` -> `{'size': 12, 'deterministic': False}`."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, text = item.split("=", 1)
+        out[name.strip()] = yaml.safe_load(text) if text.strip() else ""
+    return out
 
 
 def make_env(config: EnvConfig):
     """`(env, env_params, spec)` for a config's env fields (`spec`: `rljax.envs.EnvSpec`)."""
     env, env_params = envs.make(
         config.env_id, max_episode_steps=config.max_episode_steps, history=config.history,
-        prev_action=config.prev_action, prev_reward=config.prev_reward)
+        prev_action=config.prev_action, prev_reward=config.prev_reward,
+        obs_indices=config.obs_indices, params=assignments(config.env_params),
+        **assignments(config.env_kwargs))
     return env, env_params, envs.spec(env, env_params)
+
+
+def torso_kwargs(config, spec) -> dict:
+    """The `nets.Trunk` fields an env's observations decide: how many trailing axes
+    form one observation (`[H, W, C]` images are flattened for the MLP torso)."""
+    return {"obs_ndim": len(spec.obs_shape)}
 
 
 def episode_metrics(episode_return, episode_length, done) -> dict:

@@ -65,7 +65,7 @@ preset = preset_function(Config, PRESETS)
 
 def network(config: Config, spec: EnvSpec):
     return q_network(config, spec.num_actions, core=config.core, core_size=config.core_size,
-                     head_sizes=config.head_sizes)
+                     head_sizes=config.head_sizes, spec=spec)
 
 
 def make_agent(config: Config, spec: EnvSpec):

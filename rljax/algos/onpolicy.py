@@ -19,7 +19,8 @@ import optax
 
 from rljax import agents, nets, parallel
 from rljax.algos.base import Loop, scan_updates
-from rljax.algos.common import EnvConfig, check_divides, make_env, trajectory_metrics
+from rljax.algos.common import (EnvConfig, check_divides, make_env, torso_kwargs,
+                                trajectory_metrics)
 from rljax.config import at_least, config_class, non_negative, one_of, positive, static, traced
 from rljax.envs import EnvSpec
 from rljax.learner import TrainState
@@ -72,7 +73,8 @@ def make_agent(config: ActorCriticConfig, spec: EnvSpec):
     """The actor-critic `Agent` of `config` for an env's spec (its policy head)."""
     trunk = nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
-        core=config.core, core_size=config.core_size, head_sizes=tuple(config.head_sizes))
+        core=config.core, core_size=config.core_size, head_sizes=tuple(config.head_sizes),
+        **torso_kwargs(config, spec))
     return agents.actor_critic(nets.ActorCritic(nets.policy_head(spec), trunk, shared=config.shared))
 
 

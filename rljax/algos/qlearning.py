@@ -210,10 +210,13 @@ def window_q_loss(net, params, target_params, steps: ReplayStep, layout: WindowL
 
 
 # --------------------------------------------------------------------------- training loop
-def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, head_sizes=()):
+def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, head_sizes=(),
+              spec=None):
+    """The QNetwork of `config`; `spec` (the env's `EnvSpec`) sets the torso's input."""
+    torso = common.torso_kwargs(config, spec) if spec is not None else {}
     return nets.QNetwork(num_actions, nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation, core=core,
-        core_size=core_size, head_sizes=tuple(head_sizes)))
+        core_size=core_size, head_sizes=tuple(head_sizes), **torso))
 
 
 class QLoopState(NamedTuple):

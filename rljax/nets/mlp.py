@@ -25,8 +25,9 @@ def dense(features: int, scale: float, name: str | None = None) -> nn.Dense:
 
 
 class MLP(nn.Module):
-    """Dense layers over the last axis; any leading shape. Flattens `[..., H, W, C]`
-    observations when `flatten_dims` > 1."""
+    """Dense layers over the last axis; any leading shape. The trailing `flatten_dims`
+    axes form one input vector: `[..., H, W, C]` observations are flattened when it is
+    3, a scalar observation `[...]` becomes `[..., 1]` when it is 0."""
 
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
@@ -34,8 +35,8 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if self.flatten_dims > 1:
-            x = x.reshape(*x.shape[: -self.flatten_dims], -1)
+        if self.flatten_dims != 1:
+            x = x.reshape(*x.shape[: x.ndim - self.flatten_dims], -1)
         act = activation(self.activation)
         for size in self.hidden_sizes:
             x = act(dense(size, jnp.sqrt(2.0))(x))
