@@ -32,6 +32,7 @@ class MLP(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     flatten_dims: int = 1   # how many trailing axes form one input vector
+    layer_norm: bool = False   # LayerNorm before each activation (PQN)
 
     @nn.compact
     def __call__(self, x):
@@ -39,5 +40,6 @@ class MLP(nn.Module):
             x = x.reshape(*x.shape[: x.ndim - self.flatten_dims], -1)
         act = activation(self.activation)
         for size in self.hidden_sizes:
-            x = act(dense(size, jnp.sqrt(2.0))(x))
+            x = dense(size, jnp.sqrt(2.0))(x)
+            x = act(nn.LayerNorm()(x) if self.layer_norm else x)
         return x

@@ -24,13 +24,14 @@ class Trunk(nn.Module):
     head_sizes: Sequence[int] = ()  # layers after the core
     obs_ndim: int = 1               # trailing observation axes to flatten
     unroll: int | None = None       # lax.scan unroll of the core; None: the core's default
+    layer_norm: bool = False        # LayerNorm before every MLP activation (PQN)
 
     @nn.compact
     def __call__(self, carry, obs, first):
-        x = MLP(tuple(self.hidden_sizes), self.activation, self.obs_ndim)(obs)
+        x = MLP(tuple(self.hidden_sizes), self.activation, self.obs_ndim, self.layer_norm)(obs)
         if self.core is not None:
             carry, x = make_core(self.core, self.core_size, self.unroll)(carry, x, first)
-        x = MLP(tuple(self.head_sizes), self.activation)(x)
+        x = MLP(tuple(self.head_sizes), self.activation, layer_norm=self.layer_norm)(x)
         return carry, x
 
     def initial_carry(self, batch_size: int):
