@@ -57,6 +57,10 @@ class Config(QConfig):
     def validate(self):
         from rljax import nets
         nets.initial_carry(self.core, self.core_size, 1)   # names a bad core kind
+        if self.prioritised and (self.buffer_size // self.num_envs) % self.period:
+            raise ValueError(f"prioritised replay needs buffer_size // num_envs = "
+                             f"{self.buffer_size // self.num_envs} to be a multiple of "
+                             f"period={self.period}")
 
 
 PRESETS: dict = {}
