@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rljax import envs, parallel
-from rljax.config import at_least, config_class, each, static
+from rljax.config import at_least, config_class, each, one_of, static
 from rljax.types import Trajectory
 
 
@@ -34,9 +34,17 @@ class EnvConfig:
                                          check=each(_is_assignment))
     obs_indices: tuple[int, ...] | None = static(None, doc="keep only these observation "
                                                  "features (a custom POMDP mask); None: all")
+    # --- observation torso (issue 15): decided by the observations, so it lives here ---
+    torso: str | None = static(None, doc="'mlp' (flattened observations), 'cnn' (needs [H, W, C] "
+                               "observations) or None: cnn for rank-3 observations, else mlp",
+                               check=one_of("mlp", "cnn"))
+    cnn_channels: tuple[int, ...] = static((16,), doc="channels of the cnn torso's 3x3 "
+                                           "stride-1 conv layers (MinAtar: one of 16)",
+                                           check=each(at_least(1)))
 
     def validate(self):
-        make_env(self)   # an unknown env id or an option it cannot take, named here
+        _, _, spec = make_env(self)   # an unknown env id or an option it cannot take, named here
+        torso_kwargs(self, spec)      # a cnn torso on observations that are not images
 
 
 # Env arguments are static `'name=value'` strings, not a dict: static fields key the jit
@@ -65,8 +73,15 @@ def make_env(config: EnvConfig):
 
 def torso_kwargs(config, spec) -> dict:
     """The `nets.Trunk` fields an env's observations decide: how many trailing axes
-    form one observation (`[H, W, C]` images are flattened for the MLP torso)."""
-    return {"obs_ndim": len(spec.obs_shape)}
+    form one observation (`[H, W, C]` images are flattened for the MLP torso), and the
+    torso (`config.torso`; None: "cnn" for rank-3 observations, else "mlp")."""
+    rank = len(spec.obs_shape)
+    torso = getattr(config, "torso", None) or ("cnn" if rank == 3 else "mlp")
+    if torso == "cnn" and rank != 3:
+        raise ValueError(f"torso='cnn' needs [H, W, C] observations; {config.env_id} gives "
+                         f"shape {spec.obs_shape} (use torso='mlp')")
+    return {"obs_ndim": rank, "torso": torso,
+            "cnn_channels": tuple(getattr(config, "cnn_channels", (16,)))}
 
 
 def episode_metrics(episode_return, episode_length, done) -> dict:

@@ -1,4 +1,5 @@
 """Networks (flax linen): MLP torso, masked recurrent cores, actor-critic and Q nets."""
+from rljax.nets.cnn import CNN
 from rljax.nets.heads import CategoricalHead, policy_head
 from rljax.nets.initializers import orthogonal
 from rljax.nets.mlp import MLP, activation, dense
@@ -7,6 +8,6 @@ from rljax.nets.recurrent import (MaskedGRU, MaskedLSTM, gru_recurrence, initial
                                   masked_scan)
 
 __all__ = [
-    "CategoricalHead", "policy_head", "orthogonal", "MLP", "activation", "dense", "ActorCritic", "QNetwork", "Trunk",
+    "CNN", "CategoricalHead", "policy_head", "orthogonal", "MLP", "activation", "dense", "ActorCritic", "QNetwork", "Trunk",
     "gru_recurrence", "initial_carry", "MaskedGRU", "MaskedLSTM", "make_core", "masked_scan",
 ]
