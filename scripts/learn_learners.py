@@ -36,9 +36,9 @@ def experiments(name: str, steps: int) -> list[tuple[str, str, object]]:
     if name == "masked-cartpole":
         return [("recurrent PQN CartPole-P-v1", "pqn",
                  pqn.preset("recurrent", env_id="CartPole-P-v1", total_steps=steps)),
-                ("DRQN + prioritised sequence replay CartPole-P-v1", "drqn",
-                 drqn.preset("prioritised", total_steps=steps)),
-                ("DRQN tuned CartPole-P-v1", "drqn", drqn.preset("tuned", total_steps=steps))]
+                ("DRQN + prioritised sequence replay CartPole-P-v1 (untuned)", "drqn",
+                 drqn.Config(total_steps=steps, n_step=3, double_q=True, prioritised=True,
+                             period=10))]
     if name == "minatar":
         rows = []
         for env_id in ("Breakout-MinAtar", "SpaceInvaders-MinAtar"):
