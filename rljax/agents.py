@@ -49,9 +49,11 @@ def actor_critic(net) -> Agent:
     return Agent(_init_fn(net), net.initial_carry, step, unroll, value)
 
 
-def q_agent(net) -> Agent:
+def q_agent(net, *, with_value: bool = False) -> Agent:
     """An agent over a `QNetwork`: epsilon-greedy, each env drawing its own
-    explore decision and random action; `greedy=True` means epsilon = 0."""
+    explore decision and random action; `greedy=True` means epsilon = 0.
+    `with_value=True` gives it `value = max_a Q` (PQN's greedy bootstrap), so the
+    rollout records max_a Q(final_obs) at truncations (`Trajectory.final_value`)."""
 
     def step(params, carry, obs, first, key, *, epsilon=0.0, greedy: bool = False):
         carry, q = _apply_once(net, params, carry, obs, first)
@@ -64,4 +66,9 @@ def q_agent(net) -> Agent:
     def unroll(params, carry, obs, first):
         return net.apply(params, carry, obs, first)
 
-    return Agent(_init_fn(net), net.initial_carry, step, unroll, None)
+    def value(params, carry, obs):
+        first = jnp.zeros(obs.shape[:1], bool)
+        _, q = _apply_once(net, params, carry, obs, first)
+        return jnp.max(q, axis=-1)
+
+    return Agent(_init_fn(net), net.initial_carry, step, unroll, value if with_value else None)

@@ -29,7 +29,7 @@ class Case(NamedTuple):
 
 
 def _configs():
-    from rljax.algos import a2c, dqn, drqn, ppo, reinforce
+    from rljax.algos import a2c, dqn, drqn, ppo, pqn, reinforce
 
     ppo_cfg = lambda steps: ppo.Config(total_steps=steps)
     rppo_cfg = lambda steps: ppo.recurrent_config(total_steps=steps, num_envs=4, lr=2.5e-4)
@@ -54,6 +54,11 @@ def _configs():
         "dqn-8": Case("DQN, same config, 8 vmapped seeds", "dqn", lambda s: dqn.Config(total_steps=s), 8, 500_000),
         "drqn-1": Case("DRQN GRU-128 CartPole-P-v1, 1 seed", "drqn",
                        lambda s: drqn.Config(env_id="CartPole-P-v1", total_steps=s), 1, 100_000),
+        # issue 15 learners
+        "pqn-1": Case("PQN CartPole-v1 (32x64, 4 epochs x 16 minibatches, 2x128 LayerNorm), 1 seed",
+                      "pqn", lambda s: pqn.Config(total_steps=s), 1, 500_000),
+        "pqn-8": Case("PQN, same config, 8 vmapped seeds", "pqn",
+                      lambda s: pqn.Config(total_steps=s), 8, 500_000),
     }
 
 

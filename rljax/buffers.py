@@ -130,3 +130,93 @@ def make_sequence_buffer(*, num_envs: int, capacity: int, batch_size: int,
 def example_step(steps: ReplayStep) -> ReplayStep:
     """An unbatched example (for `init`) from steps with leading `[T, B]` axes."""
     return jax.tree.map(lambda x: x[0, 0], steps)
+
+
+# --------------------------------------------------------------------------- prioritised (issue 15)
+class PrioritisedSample(NamedTuple):
+    """A prioritised sample: the windows, where they live, and how likely they were."""
+
+    steps: ReplayStep          # [sequence_length, batch_size, ...]
+    indices: Array             # [batch_size] int32 item indices (for `set_priorities`)
+    probabilities: Array       # [batch_size] P(i) = p_i^α / Σ_k p_k^α
+
+
+class PrioritisedReplayBuffer(NamedTuple):
+    """`ReplayBuffer` plus priorities (pure functions; the state is one pytree).
+
+    init(example) -> state; add(state, steps [T, num_envs, ...]) -> state
+    sample(state, key) -> PrioritisedSample
+    set_priorities(state, indices [N], priorities [N], alpha) -> state   (alpha may be traced)
+    can_sample(state) -> bool scalar
+    """
+
+    init: Callable
+    add: Callable
+    sample: Callable
+    can_sample: Callable
+    set_priorities: Callable
+
+
+def make_prioritised_sequence_buffer(*, num_envs: int, capacity: int, batch_size: int,
+                                     sequence_length: int = 1, period: int = 1,
+                                     min_steps: int | None = None) -> PrioritisedReplayBuffer:
+    """Prioritised replay of the same windows as `make_sequence_buffer` (Schaul et al.
+    2016; R2D2's sequence replay), on flashbax's prioritised trajectory buffer.
+
+    Windows start every `period` steps of one env's row; window i is sampled with
+    probability P(i) = p_i^α / Σ_k p_k^α (a sum tree, stratified over the batch). A
+    window becomes sampleable with the largest priority seen so far and gets 0 when
+    the ring overwrites it. `set_priorities(state, indices, p, alpha)` stores p^α; the
+    exponent is an argument (not fixed when the buffer is built) so α may be a traced,
+    sweepable config value. Sizes as in `make_sequence_buffer`; additionally
+    `capacity // num_envs` must be a multiple of `period`.
+
+    References:
+      Schaul et al., Prioritized Experience Replay, ICLR 2016; Kapturowski et al.,
+      Recurrent Experience Replay in Distributed RL (R2D2), ICLR 2019.
+    """
+    from flashbax.buffers import prioritised_trajectory_buffer as pt
+
+    if capacity % num_envs:
+        raise ValueError(f"capacity={capacity} must be a multiple of num_envs={num_envs}")
+    per_env = capacity // num_envs
+    if not 1 <= sequence_length <= per_env:
+        raise ValueError(f"sequence_length={sequence_length} must be in [1, capacity // num_envs"
+                         f" = {per_env}]")
+    if not 1 <= period <= sequence_length:
+        raise ValueError(f"period={period} must be in [1, sequence_length={sequence_length}]")
+    if per_env % period:
+        raise ValueError(f"capacity // num_envs = {per_env} must be a multiple of period={period} "
+                         f"(prioritised replay)")
+    min_per_env = sequence_length if min_steps is None else max(-(-min_steps // num_envs),
+                                                                 sequence_length)
+    inner = fbx.make_prioritised_trajectory_buffer(
+        add_batch_size=num_envs, sample_batch_size=batch_size,
+        sample_sequence_length=sequence_length, period=period,
+        min_length_time_axis=min_per_env, max_length_time_axis=per_env, device="cpu")
+
+    def add(state, steps: ReplayStep):
+        chex.assert_tree_shape_prefix(steps, (steps.reward.shape[0], num_envs))
+        return inner.add(state, _swap_time_batch(steps))
+
+    def sample(state, key) -> PrioritisedSample:
+        s = inner.sample(state, key)
+        return PrioritisedSample(_swap_time_batch(s.experience), s.indices, s.probabilities)
+
+    def set_priorities(state, indices, priorities, alpha):
+        return pt.set_priorities(state, indices, priorities, alpha, "cpu")
+
+    return PrioritisedReplayBuffer(inner.init, add, sample, inner.can_sample, set_priorities)
+
+
+def importance_weights(probabilities, *, beta):
+    """PER's importance-sampling weights normalised by the batch maximum:
+    wᵢ = (P_min / Pᵢ)^β = (N Pᵢ)^-β / maxⱼ (N Pⱼ)^-β, in (0, 1]; β = 1 corrects fully.
+
+    Args:
+      probabilities: P(i) of the sampled items, [N].
+      beta: the IS exponent β (annealed towards 1 over training).
+    """
+    chex.assert_rank(probabilities, 1)
+    p = jnp.maximum(probabilities, jnp.finfo(probabilities.dtype).tiny)
+    return (jnp.min(p) / p) ** beta

@@ -169,6 +169,29 @@ def huber_value_loss(value, target, *, delta=1.0):
     return jnp.mean(_huber(value - sg(target), delta)), {}
 
 
+def weighted_td_loss(value, target, weights, *, huber_delta=None):
+    """Importance-weighted squared (or Huber) TD loss, for prioritised replay.
+
+    L = mean[ wᵢ · ½ (vᵢ - sg(yᵢ))² ]   (or mean[ wᵢ · huber_δ(vᵢ - sg(yᵢ)) ]).
+
+    Args:
+      value: predicted values Q(sₜ, aₜ), [...].
+      target: targets, [...].
+      weights: importance-sampling weights, broadcastable to `value` (no gradient).
+      huber_delta: None for the squared loss, else the Huber δ.
+
+    Returns:
+      (loss, {}).
+
+    References:
+      Schaul et al., Prioritized Experience Replay, ICLR 2016.
+    """
+    chex.assert_equal_shape([value, target])
+    td = value - sg(target)
+    per_sample = 0.5 * td**2 if huber_delta is None else _huber(td, huber_delta)
+    return jnp.mean(sg(weights) * per_sample), {}
+
+
 def entropy_loss(entropy):
     """Negative mean entropy, so that adding coef · L maximises entropy.
 

@@ -171,6 +171,44 @@ def lambda_returns(r_t, discount_t, v_t, *, lambda_=1.0, truncated_t=None):
     return _reverse_scan(backward, v_t[-1], (r_t, discount_t, v_t, lambda_))
 
 
+def q_lambda(r_t, discount_t, q_t, *, lambda_=0.95, truncated_t=None):
+    """Peng's Q(λ) targets with a greedy bootstrap, as PQN uses them.
+
+    Gₜ = rₜ + γₜ [max_a qₜ(a) + λₜ (Gₜ₊₁ - max_a qₜ(a))],
+    G_{T-1} = r_{T-1} + γ_{T-1} max_a q_{T-1}(a),
+
+    i.e. λ-returns of the greedy successor values vₜ = max_a qₜ(a). There is no
+    cut at off-policy (exploratory) actions: that is Peng's Q(λ), not Watkins's.
+
+    Args:
+      r_t: rewards, [T].
+      discount_t: γ·(1 - terminated_t), [T].
+      q_t: Q-values of each step's successor state, [T, A] (at a truncation: of
+        final_observation), or their maxima max_a qₜ(a), [T] (what
+        `rljax.rollout.successor_values` gives from an agent whose value is max_a Q).
+      lambda_: scalar or [T].
+      truncated_t: optional bool (or 0/1) [T], time-limit truncations: the trace
+        is cut there (λₜ := 0) while Gₜ still bootstraps from max_a qₜ.
+
+    Returns:
+      Q(λ) targets, [T].
+
+    References:
+      Peng & Williams, Incremental Multi-Step Q-Learning, ML 1996; Gallici et al.,
+      Simplifying Deep Temporal Difference Learning (PQN), 2024.
+    """
+    v_t = jnp.max(q_t, axis=-1) if jnp.ndim(q_t) == 2 else q_t
+    _check_trajectory(r_t, discount_t, v_t)
+    lambda_ = _trace_lambda(lambda_, truncated_t, r_t)
+
+    def backward(g_next, xs):
+        r, discount, v, lam = xs
+        g = r + discount * (v + lam * (g_next - v))
+        return g, g
+
+    return _reverse_scan(backward, v_t[-1], (r_t, discount_t, v_t, lambda_))
+
+
 def generalized_advantage(r_t, discount_t, v_tm1, v_t, *, lambda_=0.95, truncated_t=None):
     """GAE(λ).
 

@@ -294,3 +294,42 @@ def test_rejects_bad_shapes():
         returns.lambda_returns(jnp.zeros((2, 5)), jnp.zeros((2, 5)), jnp.zeros((2, 5)))
     with pytest.raises(ValueError):
         returns.n_step_returns(x, x, x, n=0)
+
+
+# ----------------------------------------------------- Q(lambda) (PQN)
+
+def _q_lambda_ref(r, terminated, truncated, q_next, gamma, lam):
+    """purejaxql's backward loop, written with termination and truncation apart."""
+    n = len(r)
+    out = np.zeros(n)
+    g_next = None
+    for t in reversed(range(n)):
+        v = q_next[t].max()
+        discount = gamma * (1.0 - terminated[t])
+        if t == n - 1 or truncated[t]:       # fragment end / time limit: bootstrap only
+            out[t] = r[t] + discount * v
+        else:
+            out[t] = r[t] + discount * (v + lam * (g_next - v))
+        g_next = out[t]
+    return out
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("lam", [0.0, 0.65, 1.0])
+def test_q_lambda_matches_reference(variant, lam):
+    d = _batch(7)
+    q_next = np.random.default_rng(7).normal(size=(B, T, 3)).astype(np.float32)
+    fn = variant(jax.vmap(lambda r, disc, q, tr: returns.q_lambda(r, disc, q, lambda_=lam,
+                                                                   truncated_t=tr)))
+    got = fn(d["r"], d["discount"], q_next, d["truncated"])
+    expected = np.stack([_q_lambda_ref(r, te, tr, q, GAMMA, lam) for r, te, tr, q in
+                         zip(d["r"], d["terminated"], d["truncated"], q_next)])
+    _close(got, expected)
+    # the max can be taken by the caller: [T] greedy successor values give the same
+    _close(jax.vmap(lambda r, disc, v, tr: returns.q_lambda(r, disc, v, lambda_=lam,
+                                                            truncated_t=tr))(
+        d["r"], d["discount"], q_next.max(-1), d["truncated"]), expected)
+    # and they are the lambda-returns of the greedy values
+    _close(got, jax.vmap(lambda r, disc, v, tr: returns.lambda_returns(
+        r, disc, v, lambda_=lam, truncated_t=tr))(d["r"], d["discount"], q_next.max(-1),
+                                                  d["truncated"]))

@@ -4,8 +4,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rljax import envs, parallel
-from rljax.config import at_least, config_class, static
+from rljax.config import at_least, config_class, each, one_of, static
 from rljax.types import Trajectory
+
+
+def _is_assignment(item: str):
+    """A check: `'name=value'` (None when it is one, else what it must be)."""
+    name = item.split("=", 1)[0].strip() if "=" in item else ""
+    return None if name.isidentifier() else "'name=value' strings"
 
 
 @config_class
@@ -19,17 +25,63 @@ class EnvConfig:
                           check=at_least(1))
     prev_action: bool = static(False, doc="append the one-hot previous action")
     prev_reward: bool = static(False, doc="append the previous reward")
+    # --- env arguments (issue 15) -----------------------------------------------------
+    env_kwargs: tuple[str, ...] = static((), doc="env constructor arguments as 'name=value' "
+                                         "(YAML values), e.g. ('size=12',) for DeepSea-bsuite",
+                                         check=each(_is_assignment))
+    env_params: tuple[str, ...] = static((), doc="env params overrides as 'name=value', e.g. "
+                                         "('memory_length=20',) for MemoryChain-bsuite",
+                                         check=each(_is_assignment))
+    obs_indices: tuple[int, ...] | None = static(None, doc="keep only these observation "
+                                                 "features (a custom POMDP mask); None: all")
+    # --- observation torso (issue 15): decided by the observations, so it lives here ---
+    torso: str | None = static(None, doc="'mlp' (flattened observations), 'cnn' (needs [H, W, C] "
+                               "observations) or None: cnn for rank-3 observations, else mlp",
+                               check=one_of("mlp", "cnn"))
+    cnn_channels: tuple[int, ...] = static((16,), doc="channels of the cnn torso's 3x3 "
+                                           "stride-1 conv layers (MinAtar: one of 16)",
+                                           check=each(at_least(1)))
 
     def validate(self):
-        make_env(self)   # an unknown env id or an option it cannot take, named here
+        _, _, spec = make_env(self)   # an unknown env id or an option it cannot take, named here
+        torso_kwargs(self, spec)      # a cnn torso on observations that are not images
+
+
+# Env arguments are static `'name=value'` strings, not a dict: static fields key the jit
+# cache, so they must be hashable; strings round-trip through config.json and `--set
+# env_kwargs=[size=12]` with the command's tuple coercion. `assignments` parses them.
+def assignments(items: tuple[str, ...]) -> dict:
+    """`('size=12', 'deterministic=false')` -> `{'size': 12, 'deterministic': False}`."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, text = item.split("=", 1)
+        out[name.strip()] = yaml.safe_load(text) if text.strip() else ""
+    return out
 
 
 def make_env(config: EnvConfig):
     """`(env, env_params, spec)` for a config's env fields (`spec`: `rljax.envs.EnvSpec`)."""
     env, env_params = envs.make(
         config.env_id, max_episode_steps=config.max_episode_steps, history=config.history,
-        prev_action=config.prev_action, prev_reward=config.prev_reward)
+        prev_action=config.prev_action, prev_reward=config.prev_reward,
+        obs_indices=config.obs_indices, params=assignments(config.env_params),
+        **assignments(config.env_kwargs))
     return env, env_params, envs.spec(env, env_params)
+
+
+def torso_kwargs(config, spec) -> dict:
+    """The `nets.Trunk` fields an env's observations decide: how many trailing axes
+    form one observation (`[H, W, C]` images are flattened for the MLP torso), and the
+    torso (`config.torso`; None: "cnn" for rank-3 observations, else "mlp")."""
+    rank = len(spec.obs_shape)
+    torso = getattr(config, "torso", None) or ("cnn" if rank == 3 else "mlp")
+    if torso == "cnn" and rank != 3:
+        raise ValueError(f"torso='cnn' needs [H, W, C] observations; {config.env_id} gives "
+                         f"shape {spec.obs_shape} (use torso='mlp')")
+    return {"obs_ndim": rank, "torso": torso,
+            "cnn_channels": tuple(getattr(config, "cnn_channels", (16,)))}
 
 
 def episode_metrics(episode_return, episode_length, done) -> dict:

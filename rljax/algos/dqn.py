@@ -34,7 +34,7 @@ preset = preset_function(Config, PRESETS)
 
 def network(config: Config, spec: EnvSpec):
     """The feedforward QNetwork of `config` for an env's spec."""
-    return q_network(config, spec.num_actions)
+    return q_network(config, spec.num_actions, spec=spec)
 
 
 def make_agent(config: Config, spec: EnvSpec):

@@ -58,6 +58,10 @@ class Config(QConfig):
     def validate(self):
         from rljax import nets
         nets.initial_carry(self.core, self.core_size, 1)   # names a bad core kind
+        if self.prioritised and (self.buffer_size // self.num_envs) % self.period:
+            raise ValueError(f"prioritised replay needs buffer_size // num_envs = "
+                             f"{self.buffer_size // self.num_envs} to be a multiple of "
+                             f"period={self.period}")
 
 
 PRESETS: dict = {}
@@ -66,7 +70,7 @@ preset = preset_function(Config, PRESETS)
 
 def network(config: Config, spec: EnvSpec):
     return q_network(config, spec.num_actions, core=config.core, core_size=config.core_size,
-                     core_layers=config.core_layers, head_sizes=config.head_sizes)
+                     core_layers=config.core_layers, head_sizes=config.head_sizes, spec=spec)
 
 
 def make_agent(config: Config, spec: EnvSpec):

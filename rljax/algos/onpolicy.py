@@ -19,7 +19,8 @@ import optax
 
 from rljax import agents, nets, parallel
 from rljax.algos.base import Loop, scan_updates
-from rljax.algos.common import EnvConfig, check_divides, make_env, trajectory_metrics
+from rljax.algos.common import (EnvConfig, check_divides, make_env, torso_kwargs,
+                                trajectory_metrics)
 from rljax.config import at_least, config_class, non_negative, one_of, positive, static, traced
 from rljax.envs import EnvSpec
 from rljax.learner import TrainState
@@ -75,7 +76,7 @@ def make_agent(config: ActorCriticConfig, spec: EnvSpec):
     trunk = nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
         core=config.core, core_size=config.core_size, core_layers=config.core_layers,
-        head_sizes=tuple(config.head_sizes))
+        head_sizes=tuple(config.head_sizes), **torso_kwargs(config, spec))
     return agents.actor_critic(nets.ActorCritic(nets.policy_head(spec), trunk, shared=config.shared))
 
 
@@ -119,8 +120,13 @@ LearnFn = Callable[[TrainState, Trajectory, jax.Array], tuple[TrainState, dict]]
 
 
 def make_loop(config: ActorCriticConfig, *, agent, env, env_params, obs_shape,
-              tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0) -> Loop:
+              tx: optax.GradientTransformation, learn: LearnFn, behaviour_lag: int = 0,
+              step_kwargs: Callable | None = None) -> Loop:
     """The loop of `learn(train_state, traj, key) -> (train_state, metrics)` per rollout.
+
+    `step_kwargs(update) -> dict` (optional) gives the acting agent's keyword
+    arguments for the rollout of update `update` (PQN's `epsilon`); they are also
+    recorded in the metrics.
 
     Under data parallelism `learn` must average its loss over devices
     (`rljax.learner.make_learner` does)."""
@@ -139,8 +145,10 @@ def make_loop(config: ActorCriticConfig, *, agent, env, env_params, obs_shape,
         steps_per_update = config.num_envs * config.num_steps * parallel.num_devices()
         key, k_roll, k_learn = jax.random.split(state.key, 3)
         acting = jax.tree.map(lambda p: p[0], state.behaviour)
-        rollout_state, traj = rollouts.collect(acting, state.rollout, k_roll)
+        kwargs = {} if step_kwargs is None else step_kwargs(state.update)
+        rollout_state, traj = rollouts.collect(acting, state.rollout, k_roll, **kwargs)
         train_state, metrics = learn(state.train_state, traj, parallel.device_key(k_learn))
+        metrics = {**metrics, **kwargs}
         behaviour = jax.tree.map(lambda h, p: jnp.concatenate([h[1:], p[None]]),
                                  state.behaviour, train_state.params)
         metrics = {**parallel.pmean(metrics), **trajectory_metrics(traj),

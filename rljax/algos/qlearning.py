@@ -29,7 +29,8 @@ import optax
 from rljax import agents, losses, nets, returns
 from rljax.algos import common
 from rljax.algos.base import Loop, scan_updates
-from rljax.buffers import ReplayStep, make_sequence_buffer, replay_steps
+from rljax.buffers import (ReplayStep, importance_weights, make_prioritised_sequence_buffer,
+                           make_sequence_buffer, replay_steps)
 from rljax.config import (at_least, config_class, each, non_negative, one_of, positive,
                           probability, static, traced)
 from rljax.learner import TrainState, make_learner
@@ -76,6 +77,16 @@ class QConfig(common.EnvConfig):
     huber_delta: float = traced(1.0, doc="Huber loss delta (loss='huber')", check=positive)
     max_grad_norm: float = traced(10.0, doc="global-norm gradient clip (inf: none)",
                                   check=positive)
+    # --- prioritised replay (issue 15) ---------------------------------------------------
+    prioritised: bool = static(False, doc="prioritised replay (PER; DRQN: R2D2's sequence "
+                               "priorities); priorities live in the loop state")
+    priority_exponent: float = traced(0.6, doc="alpha: window i is sampled with probability "
+                                      "p_i^alpha / sum_k p_k^alpha", check=non_negative)
+    importance_beta: float = traced(0.4, doc="beta of the importance-sampling weights at the "
+                                    "start, annealed linearly to 1 over total_steps",
+                                    check=probability)
+    priority_eta: float = traced(0.9, doc="eta of the window priority eta * max|delta| + "
+                                 "(1 - eta) * mean|delta| (R2D2)", check=probability)
 
     @property
     def num_updates(self) -> int:
@@ -188,11 +199,17 @@ def _window_values(net, params, steps: ReplayStep, layout: WindowLayout):
 
 
 def window_q_loss(net, params, target_params, steps: ReplayStep, layout: WindowLayout, *,
-                  gamma, double_q: bool, n_step: int, huber_delta=None):
+                  gamma, double_q: bool, n_step: int, huber_delta=None, weights=None,
+                  priority_eta=None):
     """Q-learning loss on sampled windows `[L, N]`; see the module docstring.
 
+    With prioritised replay, `weights [N]` are the importance-sampling weights of the
+    windows (each window's loss is scaled by its weight) and the metrics add
+    `"priority" [N]`, R2D2's η·max_t |δ_t| + (1 - η)·mean_t |δ_t| over the window's
+    trained steps (`priority_eta` = η).
+
     Returns:
-      `(loss, {"q_mean", "td_abs"})`.
+      `(loss, {"q_mean", "td_abs"[, "priority"]})`.
     """
     q_tm1, q_t_online = _window_values(net, params, steps, layout)
     _, q_t_target = _window_values(net, sg(target_params), steps, layout)
@@ -204,19 +221,28 @@ def window_q_loss(net, params, target_params, steps: ReplayStep, layout: WindowL
     k = layout.loss_steps
     q_a = jnp.take_along_axis(q_tm1[:k], steps.action[b:b + k, :, None], axis=-1)[..., 0]
     y = sg(y[:k])
+    metrics = {"q_mean": sg(jnp.mean(q_a)), "td_abs": sg(jnp.mean(jnp.abs(y - q_a)))}
+    if weights is not None:                     # prioritised replay (issue 15)
+        loss, _ = losses.weighted_td_loss(q_a, y, sg(weights)[None, :], huber_delta=huber_delta)
+        td_abs = sg(jnp.abs(y - q_a))           # [k, N]
+        metrics["priority"] = (priority_eta * jnp.max(td_abs, 0)
+                               + (1.0 - priority_eta) * jnp.mean(td_abs, 0))
+        return loss, metrics
     if huber_delta is None:
         loss, _ = losses.value_loss(q_a, y)
     else:
         loss, _ = losses.huber_value_loss(q_a, y, delta=huber_delta)
-    return loss, {"q_mean": sg(jnp.mean(q_a)), "td_abs": sg(jnp.mean(jnp.abs(y - q_a)))}
+    return loss, metrics
 
 
 # --------------------------------------------------------------------------- training loop
 def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, core_layers=1,
-              head_sizes=()):
+              head_sizes=(), spec=None):
+    """The QNetwork of `config`; `spec` (the env's `EnvSpec`) sets the torso's input."""
+    torso = common.torso_kwargs(config, spec) if spec is not None else {}
     return nets.QNetwork(num_actions, nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation, core=core,
-        core_size=core_size, core_layers=core_layers, head_sizes=tuple(head_sizes)))
+        core_size=core_size, core_layers=core_layers, head_sizes=tuple(head_sizes), **torso))
 
 
 class QLoopState(NamedTuple):
@@ -244,8 +270,9 @@ def _summarise(per_iter: dict) -> dict:
     row = {"episode_return": weighted(per_iter["episode_return"]),
            "episode_length": weighted(per_iter["episode_length"]),
            "episodes": total}
-    for name in ("loss", "q_mean", "td_abs", "grad_norm"):
-        row[name] = jnp.nanmean(per_iter[name])
+    for name in ("loss", "q_mean", "td_abs", "grad_norm", "beta"):
+        if name in per_iter:
+            row[name] = jnp.nanmean(per_iter[name])
     row["epsilon"] = per_iter["epsilon"][-1]
     row["env_steps"] = per_iter["env_steps"][-1]
     return row
@@ -267,16 +294,19 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
         raise ValueError(f"learning_starts={cfg.learning_starts} must cover one window per env "
                          f"(num_envs * {layout.length})")
     iters_per_log = cfg.log_every // cfg.train_every
-    buffer = make_sequence_buffer(num_envs=cfg.num_envs, capacity=cfg.buffer_size,
-                                  batch_size=cfg.batch_size, sequence_length=layout.length,
-                                  period=layout.period)
+    make_buffer = make_prioritised_sequence_buffer if cfg.prioritised else make_sequence_buffer
+    buffer = make_buffer(num_envs=cfg.num_envs, capacity=cfg.buffer_size,
+                         batch_size=cfg.batch_size, sequence_length=layout.length,
+                         period=layout.period)
     tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
     huber = cfg.huber_delta if cfg.loss == "huber" else None
 
     def loss_fn(params, batch):
-        steps, target_params = batch
+        steps, target_params, weights = batch
         return window_q_loss(net, params, target_params, steps, layout, gamma=cfg.gamma,
-                             double_q=cfg.double_q, n_step=cfg.n_step, huber_delta=huber)
+                             double_q=cfg.double_q, n_step=cfg.n_step, huber_delta=huber,
+                             weights=weights,
+                             priority_eta=cfg.priority_eta if cfg.prioritised else None)
 
     learner = make_learner(loss_fn, tx)
     target_period = cfg.target_update_every // cfg.train_every
@@ -294,16 +324,31 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
         return QLoopState(learner.init(params), params, buffer.init(example), ro_state, k_loop,
                           jnp.zeros((), jnp.int32))
 
-    def learn(state: QLoopState, key):
-        def grad_step(ts, k):
-            steps = buffer.sample(state.buffer, k)
-            return learner.update(ts, (steps, state.target_params))
+    def learn(state: QLoopState, key, env_steps):
+        """`gradient_steps` steps; returns `(train_state, buffer, metrics)`. With
+        prioritised replay each step samples by priority, weighs the loss by IS weights
+        (β annealed to 1) and writes the new priorities of what it sampled."""
+        beta = cfg.importance_beta + (1.0 - cfg.importance_beta) * jnp.clip(
+            env_steps / cfg.total_steps, 0.0, 1.0)
+
+        def grad_step(carry, k):
+            ts, buf = carry
+            if not cfg.prioritised:
+                ts, metrics = learner.update(ts, (buffer.sample(buf, k), state.target_params, None))
+                return (ts, buf), metrics
+            sample = buffer.sample(buf, k)
+            weights = importance_weights(sample.probabilities, beta=beta)
+            ts, metrics = learner.update(ts, (sample.steps, state.target_params, weights))
+            priority = metrics.pop("priority") + 1e-6       # > 0: still sampleable
+            buf = buffer.set_priorities(buf, sample.indices, priority, cfg.priority_exponent)
+            return (ts, buf), {**metrics, "beta": beta}
 
         if cfg.gradient_steps == 1:
-            return grad_step(state.train_state, key)
-        ts, metrics = jax.lax.scan(grad_step, state.train_state,
-                                   jax.random.split(key, cfg.gradient_steps))
-        return ts, jax.tree.map(jnp.mean, metrics)
+            (ts, buf), metrics = grad_step((state.train_state, state.buffer), key)
+            return ts, buf, metrics
+        (ts, buf), metrics = jax.lax.scan(grad_step, (state.train_state, state.buffer),
+                                          jax.random.split(key, cfg.gradient_steps))
+        return ts, buf, jax.tree.map(jnp.mean, metrics)
 
     def iteration(state: QLoopState, i):
         key, k_act, k_learn = jax.random.split(state.key, 3)
@@ -316,8 +361,11 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
         state = state._replace(buffer=buf, rollout=ro_state, key=key)
         steps_after = steps_before + cfg.train_every
         learning = steps_after >= cfg.learning_starts
-        train_state, metrics = jax.lax.cond(learning, lambda: learn(state, k_learn),
-                                            lambda: (state.train_state, _nan_metrics()))
+        nan = _nan_metrics() if not cfg.prioritised else {**_nan_metrics(), "beta": jnp.nan}
+        train_state, buf, metrics = jax.lax.cond(
+            learning, lambda: learn(state, k_learn, steps_after),
+            lambda: (state.train_state, state.buffer, nan))
+        state = state._replace(buffer=buf)
         target = jax.lax.cond(
             jnp.logical_and(learning, (i + 1) % target_period == 0),
             lambda: update_target(train_state.params, state.target_params, tau=cfg.tau),

@@ -46,6 +46,7 @@ def make(
     prev_action: bool = False,
     prev_reward: bool = False,
     episode_stats: bool = True,
+    params: dict | None = None,
     **env_kwargs,
 ):
     """Build an env and its params, wrapped as asked. Returns `(env, env_params)`.
@@ -60,7 +61,9 @@ def make(
       prev_action / prev_reward: append the one-hot previous action and the previous
         reward to the observation, zero at an episode start.
       episode_stats: report each finished episode's return and length in `info`.
-      **env_kwargs: passed to the gymnax env constructor.
+      params: overrides of the env params' fields (`{"memory_length": 20}` for
+        MemoryChain-bsuite); an unknown field is named in a `ValueError`.
+      **env_kwargs: passed to the gymnax env constructor (`size=12` for DeepSea-bsuite).
     """
     if env_id in POMDP_VARIANTS:
         base_id, indices, _ = POMDP_VARIANTS[env_id]
@@ -74,12 +77,25 @@ def make(
     else:
         raise _unknown(env_id)
 
-    if base_id in popgym.POPGYM_ENVS:
-        env, env_params = popgym.make_popgym(base_id, **env_kwargs)
-    else:
-        env, env_params = gymnax.make(base_id, **env_kwargs)
+    try:
+        if base_id in popgym.POPGYM_ENVS:
+            env, env_params = popgym.make_popgym(base_id, **env_kwargs)
+        else:
+            env, env_params = gymnax.make(base_id, **env_kwargs)
+    except TypeError as e:
+        raise ValueError(f"{env_id} does not take constructor arguments {sorted(env_kwargs)}: "
+                         f"{e}") from None
+    except OSError as e:   # MNISTBandit-bsuite downloads MNIST when it is built
+        raise ValueError(f"{env_id} could not be built (it needs a download): "
+                         f"{str(e).splitlines()[0]}") from None
     if env_id in MEMORY_CHAIN_VARIANTS:
         env_params = dataclasses.replace(env_params, memory_length=MEMORY_CHAIN_VARIANTS[env_id])
+    if params:
+        known = {f.name for f in dataclasses.fields(env_params)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"{env_id} has no env params {unknown}; its params are {sorted(known)}")
+        env_params = dataclasses.replace(env_params, **params)
     if max_episode_steps is not None:
         if not hasattr(env_params, "max_steps_in_episode"):
             raise ValueError(f"{env_id} has no time limit to set")

@@ -25,18 +25,21 @@ def dense(features: int, scale: float, name: str | None = None) -> nn.Dense:
 
 
 class MLP(nn.Module):
-    """Dense layers over the last axis; any leading shape. Flattens `[..., H, W, C]`
-    observations when `flatten_dims` > 1."""
+    """Dense layers over the last axis; any leading shape. The trailing `flatten_dims`
+    axes form one input vector: `[..., H, W, C]` observations are flattened when it is
+    3, a scalar observation `[...]` becomes `[..., 1]` when it is 0."""
 
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     flatten_dims: int = 1   # how many trailing axes form one input vector
+    layer_norm: bool = False   # LayerNorm before each activation (PQN)
 
     @nn.compact
     def __call__(self, x):
-        if self.flatten_dims > 1:
-            x = x.reshape(*x.shape[: -self.flatten_dims], -1)
+        if self.flatten_dims != 1:
+            x = x.reshape(*x.shape[: x.ndim - self.flatten_dims], -1)
         act = activation(self.activation)
         for size in self.hidden_sizes:
-            x = act(dense(size, jnp.sqrt(2.0))(x))
+            x = dense(size, jnp.sqrt(2.0))(x)
+            x = act(nn.LayerNorm()(x) if self.layer_norm else x)
         return x

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from rljax.nets.cnn import CNN
 from rljax.nets.heads import CategoricalHead
 from rljax.nets.mlp import MLP, dense
 from rljax.nets.recurrent import initial_carry, make_core
@@ -25,14 +26,21 @@ class Trunk(nn.Module):
     head_sizes: Sequence[int] = ()  # layers after the core
     obs_ndim: int = 1               # trailing observation axes to flatten
     unroll: int | None = None       # lax.scan unroll of the core; None: the core's default
+    layer_norm: bool = False        # LayerNorm before every MLP activation (PQN)
+    torso: str = "mlp"              # "mlp" (flattened obs) or "cnn" ([H, W, C] obs)
+    cnn_channels: Sequence[int] = (16,)   # conv channels of the "cnn" torso (3x3, stride 1)
 
     @nn.compact
     def __call__(self, carry, obs, first):
-        x = MLP(tuple(self.hidden_sizes), self.activation, self.obs_ndim)(obs)
+        if self.torso == "cnn":
+            obs = CNN(tuple(self.cnn_channels))(obs)
+            x = MLP(tuple(self.hidden_sizes), self.activation, 1, self.layer_norm)(obs)
+        else:
+            x = MLP(tuple(self.hidden_sizes), self.activation, self.obs_ndim, self.layer_norm)(obs)
         if self.core is not None:
             carry, x = make_core(self.core, self.core_size, self.unroll,
                                  self.core_layers)(carry, x, first)
-        x = MLP(tuple(self.head_sizes), self.activation)(x)
+        x = MLP(tuple(self.head_sizes), self.activation, layer_norm=self.layer_norm)(x)
         return carry, x
 
     def initial_carry(self, batch_size: int):

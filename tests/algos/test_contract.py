@@ -33,6 +33,10 @@ TINY = {
     "drqn": dict(num_envs=2, train_every=4, log_every=40, total_steps=240, buffer_size=100,
                  batch_size=8, learning_starts=40, target_update_every=40, hidden_sizes=(8,),
                  core_size=8, head_sizes=(8,), burn_in=2, unroll_length=4, period=3),
+    "pqn": dict(num_envs=4, num_steps=16, total_steps=4 * 16 * 6, hidden_sizes=(8,),
+                num_minibatches=2, num_epochs=2),
+    "impala": dict(num_envs=4, num_steps=16, total_steps=4 * 16 * 6, hidden_sizes=(8,),
+                   behaviour_lag=2),
 }
 NAMES = list(algos.REGISTRY)
 
@@ -150,8 +154,13 @@ def _bad_values(name):
                 ("train_every", 3, "train_every"), ("batch_size", 0, "batch_size")],
         "drqn": [("initial_carry", "bogus", "initial_carry"), ("burn_in", -1, "burn_in"),
                  ("core", "transformer", "core")],
+        "pqn": [("num_epochs", 0, "num_epochs"), ("q_lambda", 1.5, "q_lambda"),
+                ("num_minibatches", 3, "num_minibatches"), ("eps_end", 2.0, "eps_end"),
+                ("core", "transformer", "core"), ("num_envs", 0, "num_envs")],
+        "impala": [("behaviour_lag", -1, "behaviour_lag"), ("rho_bar", 0.0, "rho_bar"),
+                   ("c_bar", -1.0, "c_bar"), ("vtrace_lambda", 2.0, "vtrace_lambda")],
     }[name]
-    return common + (onpolicy if name in ("ppo", "a2c", "reinforce") else []) + own
+    return common + (onpolicy if name in ("ppo", "a2c", "reinforce", "impala") else []) + own
 
 
 @pytest.mark.parametrize("name", NAMES)
