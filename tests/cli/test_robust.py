@@ -411,3 +411,31 @@ def test_env_steps_exact_past_2_to_the_53():
     assert out["env_steps"].dtype == np.int64
     assert [int(x) for x in out["env_steps"][1]] == [(u + 1) * spu for u in range(4, 4 + n)]
     assert int(out["env_steps"][0, -1]) > 2**53
+
+
+def test_failed_orbax_write_names_the_path_and_leaves_no_temp_folder(tmp_path, monkeypatch):
+    import errno
+
+    class Full:
+        def save(self, path, tree):
+            Path(f"{path}.orbax-checkpoint-tmp-1").mkdir()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(rundir, "_checkpointer", Full)
+    with pytest.raises(rundir.WriteError, match="params: No space left on device"):
+        rundir.save_params(tmp_path, {"w": np.ones(3, np.float32)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.json"]
+
+
+def test_sweep_result_marks_diverged_members():
+    from rljax import sweep
+
+    metrics = {"episode_return": np.array([[1.0, 2.0], [np.nan, np.nan], [1.0, np.nan]]),
+               "env_steps": np.array([[8.0, 16.0]] * 3), "nonfinite": np.array([[0, 0], [0, 0], [0, 1]])}
+    members = [{"member": i, "seed": 0, "lr": lr} for i, lr in enumerate([1e-3, 1e-2, 1e30])]
+    result = sweep.SweepResult(members, metrics, 3)
+    assert [r["diverged"] for r in result.rows()] == [False, False, True]
+    assert [r["lr"] for r in result.rank()] == [1e-3, 1e-2, 1e30]     # no episode: NaN, not diverged
