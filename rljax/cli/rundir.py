@@ -24,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -274,25 +275,43 @@ def save_tree(path: Path, tree) -> None:
             pass
 
 
+def _closed_loop(value) -> bool:
+    return isinstance(value, RuntimeError) and "Event loop is closed" in str(value)
+
+
+class _DropAbortedReads:
+    """logging filter: asyncio's "Task exception was never retrieved" for orbax reads."""
+
+    def filter(self, record) -> bool:
+        return "Task exception was never retrieved" not in record.getMessage()
+
+
 def _quiet_aborted_reads() -> None:
-    """Orbax's aborted async reads of a damaged folder later report "Event loop is closed"
-    from its threads as unraisable exceptions (dozens of tracebacks): drop those."""
-    previous = sys.unraisablehook
-    if getattr(previous, "_rljax_quiet", False):
+    """When orbax fails to read a damaged folder, its aborted async reads report from
+    their threads ("Event loop is closed" through `sys.excepthook` or as unraisable,
+    "Task exception was never retrieved" through the `asyncio` logger): dozens of
+    tracebacks for the one error `load_tree` already reports. Drop just those."""
+    if getattr(sys.unraisablehook, "_rljax_quiet", False):
         return
+    unraisable, excepthook = sys.unraisablehook, sys.excepthook
 
-    def hook(arg):
-        if isinstance(arg.exc_value, RuntimeError) and "Event loop is closed" in str(arg.exc_value):
-            return
-        previous(arg)
+    def on_unraisable(arg):
+        if not _closed_loop(arg.exc_value):
+            unraisable(arg)
 
-    hook._rljax_quiet = True
-    sys.unraisablehook = hook
+    def on_exception(kind, value, tb):
+        if not _closed_loop(value):
+            excepthook(kind, value, tb)
+
+    on_unraisable._rljax_quiet = True
+    sys.unraisablehook, sys.excepthook = on_unraisable, on_exception
+    logging.getLogger("asyncio").addFilter(_DropAbortedReads())
 
 
 def load_tree(path: Path, like=None):
     """Restore a tree; `like` (abstract or concrete) gives its structure and key dtypes.
     A folder orbax cannot read raises `DamagedError`."""
+    _quiet_aborted_reads()
     ckpt = _checkpointer()
     try:
         if like is None:
@@ -300,7 +319,6 @@ def load_tree(path: Path, like=None):
         target = jax.eval_shape(_saveable, like)
         return _restore_keys(ckpt.restore(Path(path).absolute(), target), like)
     except Exception as e:
-        _quiet_aborted_reads()
         raise DamagedError(f"{path} cannot be read ({_reason(e)[:120]})") from None
     finally:
         ckpt.close()
