@@ -272,10 +272,18 @@ class SweepResult:
     def curve(self, metric: str = "episode_return") -> np.ndarray:
         return self.metrics[metric]
 
+    @property
+    def diverged(self) -> np.ndarray:
+        """`[completed]` bool: the member's training went non-finite (`nonfinite` metric)."""
+        if "nonfinite" not in self.metrics:
+            return np.zeros(self.completed, bool)
+        return np.any(np.asarray(self.metrics["nonfinite"]) != 0, axis=-1)
+
     def rows(self) -> list[dict]:
-        """One summary row per completed member."""
-        final, mean = self.final_return, self.mean_return
+        """One summary row per completed member (`diverged`: it went NaN/inf)."""
+        final, mean, diverged = self.final_return, self.mean_return, self.diverged
         return [{**self.static, **m, "final_return": float(final[i]), "mean_return": float(mean[i]),
+                 "diverged": bool(diverged[i]),
                  "env_steps": float(self.metrics["env_steps"][i, -1])}
                 for i, m in enumerate(self.members[:self.completed])]
 
@@ -299,8 +307,9 @@ class SweepResult:
 
 def rank_rows(rows: list[dict], metric: str = "final_return") -> list[dict]:
     """Group rows by everything but `member`, `seed` and the measured columns, average
-    `metric` over the seeds (NaN-aware); best (largest) first, NaN last."""
-    measured = {"member", "seed", "final_return", "mean_return", "env_steps", metric}
+    `metric` over the seeds (NaN-aware); best (largest) first, NaN last, and configs
+    with a diverged seed (`diverged`: how many) after all others."""
+    measured = {"member", "seed", "final_return", "mean_return", "env_steps", "diverged", metric}
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         key = tuple((k, v) for k, v in row.items() if k not in measured)
@@ -311,8 +320,9 @@ def rank_rows(rows: list[dict], metric: str = "final_return") -> list[dict]:
         ranked.append({**dict(key), metric: float(_nanmean(values)),
                        f"{metric}_std": float(np.nanstd(values)) if np.isfinite(values).any()
                        else float("nan"),
+                       "diverged": sum(bool(r.get("diverged")) for r in members),
                        "seeds": [r["seed"] for r in members]})
-    return sorted(ranked, key=lambda r: (math.isnan(r[metric]), -r[metric]
+    return sorted(ranked, key=lambda r: (r["diverged"] > 0, math.isnan(r[metric]), -r[metric]
                                          if not math.isnan(r[metric]) else 0.0))
 
 

@@ -108,13 +108,21 @@ class Result(NamedTuple):
 
     `metrics` maps names to per-update arrays `[num_updates]` (with leading axes
     added by `vmap` over seeds / sweep members). Always present:
-      "env_steps"       env steps taken so far (all envs), float32 (exact to 2^24);
+      "env_steps"       env steps taken so far (all envs), float32: approximate past 2^24
+                        steps; the exact count after update `u` (0-based) is
+                        `(u + 1) * loop.steps_per_update` (the command computes it so);
       "episode_return"  mean return of the episodes that ended during the update
                         (NaN where none ended);
       "episode_length"  their mean length (NaN where none ended);
-      "episodes"        how many ended.
+      "episodes"        how many ended (0: `episode_return` is NaN for that reason);
+      "nonfinite"       int32, 0 unless something went NaN/inf in that update
+                        (`rljax.algos.base.nonfinite_code`: 1 params, 2 reward, 4 a metric).
     plus the algorithm's losses and diagnostics.
+
+    `diverged_at`: the first update whose `nonfinite` is not 0, -1 if none (int32, per
+    seed under `vmap`); None in a Result built without it.
     """
 
     train_state: Any
     metrics: dict
+    diverged_at: Any = None

@@ -21,6 +21,16 @@ are what `rljax eval` plays) and `update` (updates done, int32). Saving the stat
 and continuing with `run` gives exactly the run that never stopped. One update is
 one row of metrics, `steps_per_update` env steps per seed.
 
+**Non-finite values are noticed inside the program.** `scan_updates` adds to every
+update's metrics `"nonfinite"` (int32): 0 when all is well, else the sum of
+`NONFINITE_PARAMS` (a parameter of `state.train_state` is NaN/inf), `NONFINITE_REWARD`
+(an episode that ended has a NaN/inf return: a bad reward) and `NONFINITE_METRIC` (a
+metric is ±inf). A NaN loss alone is not counted (DQN reports NaN losses before it
+learns), but it reaches the params at once. A NaN `episode_return` with `episodes == 0`
+only means no episode ended. `train` returns the first flagged update in
+`Result.diverged_at` (-1: none). The reductions are a few `isfinite` per update; no host
+callback.
+
 **Seeds.** Seed `s` is the PRNG key `jax.random.key(s)` everywhere (`rljax.seeds`).
 """
 from __future__ import annotations
@@ -33,6 +43,53 @@ import jax.numpy as jnp
 
 from rljax.seeds import seed_keys  # noqa: F401  (the seed convention, re-exported)
 from rljax.types import Result
+
+
+MAX_UPDATES = 2**31 - 1     # a scan length and the int32 `update` counter
+
+NONFINITE_PARAMS, NONFINITE_REWARD, NONFINITE_METRIC = 1, 2, 4
+NONFINITE_NAMES = {NONFINITE_PARAMS: "params", NONFINITE_REWARD: "reward",
+                   NONFINITE_METRIC: "metric"}
+_EPISODE_METRICS = ("episode_return", "episode_length")
+
+
+def nonfinite_code(state, metrics: dict) -> jax.Array:
+    """int32 code of what is non-finite after one update (0: nothing; see the module doc)."""
+    def all_finite(leaves):
+        leaves = [x for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+        if not leaves:
+            return jnp.asarray(True)
+        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+    params = getattr(getattr(state, "train_state", None), "params", None)
+    code = jnp.zeros((), jnp.int32)
+    if params is not None:
+        code += jnp.where(all_finite(jax.tree.leaves(params)), 0, NONFINITE_PARAMS)
+    if "episode_return" in metrics:
+        ended = jnp.asarray(metrics.get("episodes", 1)) > 0
+        bad = jnp.logical_and(ended, ~jnp.isfinite(metrics["episode_return"]))
+        code += jnp.where(jnp.any(bad), NONFINITE_REWARD, 0)
+    others = [v for k, v in metrics.items() if k not in _EPISODE_METRICS and k != "nonfinite"
+              and jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact)]
+    if others:
+        inf = jnp.any(jnp.stack([jnp.any(jnp.isinf(v)) for v in others]))
+        code += jnp.where(inf, NONFINITE_METRIC, 0)
+    return code
+
+
+def first_nonfinite(codes) -> jax.Array:
+    """Index of the first non-zero code along the last axis (-1 if none), int32."""
+    codes = jnp.asarray(codes)
+    bad = codes != 0
+    return jnp.where(jnp.any(bad, axis=-1), jnp.argmax(bad, axis=-1), -1).astype(jnp.int32)
+
+
+def check_num_updates(num_updates: int) -> None:
+    """`num_updates` must fit a scan length and the int32 update counter."""
+    if num_updates > MAX_UPDATES:
+        raise ValueError(f"{num_updates:.3g} updates is more than one run can hold "
+                         f"({MAX_UPDATES} = 2^31 - 1, an int32 loop count); lower total_steps "
+                         f"or raise the steps per update")
 
 
 class Loop(NamedTuple):
@@ -56,10 +113,13 @@ class Loop(NamedTuple):
 def scan_updates(update: Callable, state, num_updates: int, *, callback=None,
                  callback_every: int = 1):
     """`lax.scan` of `update(state) -> (state, metrics)`, `num_updates` times, with the
-    optional host callback of `Loop.run`; returns `(state, metrics [num_updates])`."""
+    optional host callback of `Loop.run`; returns `(state, metrics [num_updates])`.
+    Every update's metrics get `"nonfinite"` (`nonfinite_code`)."""
+    check_num_updates(num_updates)
 
     def body(state, i):
         state, metrics = update(state)
+        metrics = {**metrics, "nonfinite": nonfinite_code(state, metrics)}
         if callback is not None:
             report = jnp.logical_or((i + 1) % callback_every == 0, i == num_updates - 1)
             jax.lax.cond(report, lambda m: jax.debug.callback(callback, m), lambda m: None, metrics)
@@ -69,12 +129,15 @@ def scan_updates(update: Callable, state, num_updates: int, *, callback=None,
 
 
 def train_loop(loop: Loop, rng, *, callback=None, callback_every: int = 1) -> Result:
-    """All of `loop`'s updates from `rng`: what every `train` returns."""
+    """All of `loop`'s updates from `rng`: what every `train` returns, with the first
+    update where something went non-finite in `Result.diverged_at` (-1: none)."""
     if isinstance(rng, int) or getattr(rng, "dtype", None) in (jnp.int32, jnp.int64):
         raise TypeError("train needs a PRNG key, not an int seed: pass jax.random.key(seed)")
+    check_num_updates(loop.num_updates)
     state, metrics = loop.run(loop.init(rng), loop.num_updates, callback=callback,
                               callback_every=callback_every)
-    return Result(state.train_state, metrics)
+    diverged_at = first_nonfinite(metrics["nonfinite"]) if "nonfinite" in metrics else None
+    return Result(state.train_state, metrics, diverged_at)
 
 
 CONTRACT = ("Config", "PRESETS", "preset", "make_agent", "loop", "train")

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import types
 from pathlib import Path
 from typing import Any
@@ -123,21 +124,37 @@ def read_config_file(path: str) -> dict[str, Any]:
     """A flat mapping of fields, or a run folder's config.json ({"algo", "config", ...})."""
     p = Path(path)
     if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise UsageError(f"--config {path} is a folder without a config.json; give a YAML or "
+                             f"JSON file, or a run folder")
         p = p / "config.json"
     try:
         text = p.read_text()
-    except OSError as e:
-        raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "not a text file"
+        raise UsageError(f"cannot read config file {path}: {reason}") from None
+    kind = "JSON" if p.suffix == ".json" else "YAML"
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise UsageError(f"config file {path} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
-                         f"{str(e).splitlines()[0]}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"config file {p} is not valid JSON: line {e.lineno}, column {e.colno}: "
+                         f"{e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UsageError(f"config file {p} is not valid {kind}: {where}{what}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UsageError(f"config file {path} must hold a mapping of field: value")
     return data
+
+
+def cli_message(message: str) -> str:
+    """An algorithm's error as the command says it (point to `rljax list`, not Python)."""
+    return re.sub(r"rljax\.envs\.list_envs\(\) lists all (\d+)\.?", r"`rljax list` shows all \1 envs.",
+                  message)
 
 
 def make_config(algo: types.ModuleType, changes: dict[str, Any], preset: str | None = None):
@@ -160,7 +177,8 @@ def make_config(algo: types.ModuleType, changes: dict[str, Any], preset: str | N
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(cli_message(str(e).strip().splitlines()[0] if str(e).strip()
+                                     else type(e).__name__)) from None
 
 
 def to_json(config) -> dict[str, Any]:

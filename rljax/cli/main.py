@@ -9,7 +9,14 @@
     rljax plot RUN_DIR [RUN_DIR ...] [--smooth N] [--out FILE] [--metric NAME]
     rljax --version
 
-Exit status: 0 on success, 2 on bad input (one line on stderr, before any compile).
+Exit status (one line on stderr for every status but 0):
+    0    success
+    2    bad input: flags, config values or files, a run folder that cannot be resumed
+         (found before anything compiles; nothing is created)
+    3    training diverged (a NaN/inf in params, a reward or a metric): metrics and the
+         last finite checkpoint are kept, no params are saved
+    4    a file could not be written (disk full, read-only): what was written before stays
+    130  interrupted (Ctrl-C); `rljax train --resume RUN_DIR` continues from the last checkpoint
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ import rljax
 from rljax.cli import loggers, plot_command, sweep_command
 from rljax.cli.configs import ALGOS, DEFAULT_ALGO, UsageError
 
+EXIT_USAGE, EXIT_DIVERGED, EXIT_WRITE, EXIT_INTERRUPTED = 2, 3, 4, 130
+
 TRAIN_HELP = """\
 Train ALGO (default ppo) on vmapped seeds as one compiled program, with a live progress
 bar, and write a run folder (config.json, metrics.csv, learning_curve.png, params/).
@@ -36,6 +45,9 @@ defaults): about 20 s on a 2-core CPU (6 s of it compiling; ~1 s when cached).
   rljax train ppo --set hidden_sizes=[128,128] --set total_steps=2e5 --out runs/big
   rljax train ppo --config my.yaml --checkpoint-every 50
   rljax train --resume runs/big            # continue from its last checkpoint
+
+Exit status: 0 done, 2 bad input, 3 training diverged (NaN/inf; metrics kept, no
+params), 4 a file could not be written, 130 interrupted (--resume continues).
 """
 
 
@@ -178,7 +190,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except UsageError as e:
         print(f"rljax: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("rljax: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        status = _known_failure(e)
+        if status is None:
+            raise
+        print(f"rljax: error: {_one_line(e)}", file=sys.stderr)
+        return status
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror or type(e).__name__}{where}"
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _known_failure(e: BaseException) -> int | None:
+    """Exit status of a failure that is one line, not a traceback (None: a bug)."""
+    from rljax.cli.rundir import WriteError
+    commands = sys.modules.get("rljax.cli.commands")
+    if commands is not None and isinstance(e, commands.Diverged):
+        return EXIT_DIVERGED
+    if isinstance(e, (WriteError, OSError)):
+        return EXIT_WRITE
+    return None

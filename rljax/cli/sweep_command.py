@@ -7,6 +7,8 @@
 Writes DIR/sweep.json (the command's inputs), DIR/sweep.csv (one row per member),
 DIR/curves.csv and DIR/sweep.png (final return against each swept value: a point per
 member, the mean per value), and prints the ranking by final return (mean over seeds).
+Members whose training went non-finite (NaN/inf) are marked `diverged` and ranked after
+every healthy config; a NaN final return without divergence means no episode ended.
 """
 from __future__ import annotations
 
@@ -52,15 +54,23 @@ def build_space(args, cls) -> list[dict]:
     grid = {name: [configs.coerce(cls, name, configs.parse_value(v)) for v in values.split(",")]
             for name, values in _pairs(args.grid, "--grid", cls)}
     dists = {}
-    for name, text in _pairs(args.log_uniform, "--log-uniform", cls):
-        dists[name] = sweep.log_uniform(*_range(text, "--log-uniform"))
-    for name, text in _pairs(args.uniform, "--uniform", cls):
-        dists[name] = sweep.uniform(*_range(text, "--uniform"))
+    for flag, items, make in (("--log-uniform", args.log_uniform, sweep.log_uniform),
+                              ("--uniform", args.uniform, sweep.uniform)):
+        for name, text in _pairs(items, flag, cls):
+            lo, hi = _range(text, flag)
+            try:
+                dists[name] = make(lo, hi)
+            except ValueError as e:
+                raise UsageError(f"{flag} {name}={text}: {e}") from None
     for name, values in _pairs(args.choice, "--choice", cls):
         dists[name] = sweep.choice([configs.coerce(cls, name, configs.parse_value(v))
                                     for v in values.split(",")])
+    if args.samples < 0:
+        raise UsageError(f"--samples must be >= 1, got {args.samples}")
     if dists and not args.samples:
         raise UsageError("--log-uniform / --uniform / --choice need --samples N")
+    if args.samples and not dists:
+        raise UsageError("--samples N draws from --log-uniform / --uniform / --choice; give one")
     spaces = []
     if grid:
         spaces.append(sweep.grid(**grid))
@@ -83,11 +93,16 @@ def sweep_command(args, console: Console) -> Path:
     space = build_space(args, algo.Config)
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if args.top < 0:
+        raise UsageError(f"--top must be >= 0, got {args.top}")
+    rundir.check_writable(args.out)
     try:
         sweep.check_space(base, {k for point in space for k in point})
         jax.eval_shape(algo.train, base, jax.random.key(0))   # the algorithm's own checks
     except (StaticFieldError, ValueError, TypeError) as e:
-        raise UsageError(str(e).splitlines()[0]) from None
+        raise UsageError(configs.cli_message(str(e).splitlines()[0])) from None
     out = rundir.new_run_dir(args.out, f"sweep-{args.algo}", base.env_id)
     rundir.atomic_write(out / "sweep.json", json.dumps(dict(
         algo=args.algo, seeds=args.seeds, space=space, config=configs.to_json(base)),
@@ -103,7 +118,7 @@ def sweep_command(args, console: Console) -> Path:
     for col in ranking[0] if ranking else []:
         table.add_column(str(col))
     for row in ranking[:args.top]:
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()])
+        table.add_row(*[_cell(k, v, row) for k, v in row.items()])
     console.print(table)
     drawn = result.completed and plots.sweep_figure(                 # [plots] final return per value
         result.members, result.final_return, out / "sweep.png", title=f"{args.algo} on {base.env_id}")
@@ -113,6 +128,12 @@ def sweep_command(args, console: Console) -> Path:
         raise UsageError(f"a chunk failed after {result.completed} members (kept in {out}): "
                          f"{type(result.error).__name__}: {result.error}")
     return out
+
+
+def _cell(key, value, row) -> str:
+    if key == "final_return" and isinstance(value, float) and value != value:
+        return "diverged" if row.get("diverged") else "no episode ended"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def add_parser(sub) -> None:
