@@ -4,13 +4,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rljax import envs, parallel
-from rljax.config import at_least, config_class, static
+from rljax.config import at_least, config_class, positive, static, traced
 from rljax.types import Trajectory
 
 
 @config_class
 class EnvConfig:
-    """Env fields shared by every algorithm's Config (all static)."""
+    """Env fields shared by every algorithm's Config, normalisation included."""
 
     env_id: str = static("CartPole-v1", doc="gymnax id or POMDP variant (`rljax list` shows them)")
     max_episode_steps: int | None = static(None, doc="time limit (reported as truncation); "
@@ -19,6 +19,13 @@ class EnvConfig:
                           check=at_least(1))
     prev_action: bool = static(False, doc="append the one-hot previous action")
     prev_reward: bool = static(False, doc="append the previous reward")
+    normalize_obs: bool = static(False, doc="normalise observations by a running mean/variance "
+                                 "(rljax.normalize; saved with the params, frozen in eval)")
+    clip_obs: float = traced(10.0, doc="clip normalised observations to ±clip_obs",
+                             check=positive)
+    normalize_reward: bool = static(False, doc="divide rewards by the running std of the "
+                                    "discounted return (rljax.normalize)")
+    clip_reward: float = traced(10.0, doc="clip scaled rewards to ±clip_reward", check=positive)
 
     def validate(self):
         make_env(self)   # an unknown env id or an option it cannot take, named here
