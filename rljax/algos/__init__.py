@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import types
 
-from rljax.algos import a2c, dqn, drqn, ppo, reinforce
+from rljax.algos import a2c, dqn, drqn, ppo, reinforce, sac
 from rljax.algos.base import Loop, check_contract, train_loop
 from rljax.seeds import seed_keys
 
 REGISTRY: dict[str, types.ModuleType] = {
     "ppo": ppo, "a2c": a2c, "reinforce": reinforce, "dqn": dqn, "drqn": drqn,
+    "sac": sac,
 }
 DEFAULT = "ppo"
 
@@ -37,4 +38,4 @@ def describe(name: str) -> str:
 
 
 __all__ = ["REGISTRY", "DEFAULT", "get", "describe", "Loop", "seed_keys", "train_loop",
-           "a2c", "dqn", "drqn", "ppo", "reinforce"]
+           "a2c", "dqn", "drqn", "ppo", "reinforce", "sac"]

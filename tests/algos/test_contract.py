@@ -33,6 +33,8 @@ TINY = {
     "drqn": dict(num_envs=2, train_every=4, log_every=40, total_steps=240, buffer_size=100,
                  batch_size=8, learning_starts=40, target_update_every=40, hidden_sizes=(8,),
                  core_size=8, head_sizes=(8,), burn_in=2, unroll_length=4, period=3),
+    "sac": dict(num_envs=2, train_every=4, log_every=40, total_steps=240, buffer_size=100,
+                batch_size=8, learning_starts=40, utd_ratio=2, hidden_sizes=(8,)),
 }
 NAMES = list(algos.REGISTRY)
 
@@ -150,6 +152,9 @@ def _bad_values(name):
                 ("train_every", 3, "train_every"), ("batch_size", 0, "batch_size")],
         "drqn": [("initial_carry", "bogus", "initial_carry"), ("burn_in", -1, "burn_in"),
                  ("core", "transformer", "core")],
+        "sac": [("tau", 1.5, "tau"), ("utd_ratio", 0, "utd_ratio"), ("batch_size", 0, "batch_size"),
+                ("train_every", 3, "train_every"), ("env_id", "CartPole-v1", "Box action space"),
+                ("init_alpha", 0.0, "init_alpha")],
     }[name]
     return common + (onpolicy if name in ("ppo", "a2c", "reinforce") else []) + own
 
