@@ -80,16 +80,16 @@ class BraxEnv:
     def step(self, key, state: BraxState, action, params):
         inner = self.env.step(state.inner, jnp.asarray(action, jnp.float32))
         time = state.time + 1
-        terminated = inner.done > 0.5
+        terminated = jnp.asarray(inner.done) > 0.5
         truncated = jnp.logical_and(~terminated, time >= params.max_steps_in_episode)
         done = jnp.logical_or(terminated, truncated)
         final_obs = inner.obs.astype(jnp.float32)
         reset_obs, reset_state = self.reset(key, params)
-        running = BraxState(inner.replace(done=jnp.zeros_like(inner.done)), time)
+        running = BraxState(inner.replace(done=jnp.zeros_like(jnp.asarray(inner.done))), time)
         state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, running)
         obs = jnp.where(done, reset_obs, final_obs)
         info = {"final_observation": final_obs}
-        return obs, state, inner.reward.astype(jnp.float32), terminated, truncated, info
+        return obs, state, jnp.asarray(inner.reward, jnp.float32), terminated, truncated, info
 
 
 def make(name: str, **kwargs):
