@@ -155,9 +155,13 @@ def test_brax_env_steps_with_termination_truncation_and_final_observation():
     # full torque one way: the pole falls -> terminated, not truncated
     env, params = envs.make("brax/inverted_pendulum")
     obs, state = env.reset(jax.random.key(0), params)
-    for t in range(200):
-        obs, state, reward, term, trunc, info = step(jax.random.key(t), state, jnp.ones(1) * 3.0, params)
-        if term:
-            break
-    assert bool(term) and not bool(trunc) and t < 199
-    assert abs(float(info["final_observation"][1])) > 0.2     # the fallen pole's angle
+
+    def push(state, key):
+        obs, state, _, term, trunc, info = env.step(key, state, jnp.ones(1) * 3.0, params)
+        return state, (term, trunc, info["final_observation"])
+
+    _, (term, trunc, final) = jax.jit(lambda s: jax.lax.scan(
+        push, s, jax.random.split(jax.random.key(1), 200)))(state)
+    t = int(np.argmax(np.asarray(term)))
+    assert bool(term[t]) and not np.asarray(trunc).any() and 0 < t < 199
+    assert abs(float(final[t][1])) > 0.2     # the fallen pole's angle
