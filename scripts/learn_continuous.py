@@ -3,7 +3,8 @@
     PYTHONPATH=. python scripts/learn_continuous.py sac_pendulum --seeds 4
     PYTHONPATH=. python scripts/learn_continuous.py ppo_pendulum --seeds 4
     PYTHONPATH=. python scripts/learn_continuous.py ppo_pendulum_p ppo_pendulum_p_gru
-    PYTHONPATH=. python scripts/learn_continuous.py ppo_brax_inverted_pendulum --seeds 2
+    PYTHONPATH=. python scripts/learn_continuous.py ppo_brax_inverted_pendulum --seeds 4
+    PYTHONPATH=. python scripts/learn_continuous.py --plot benchmarks/continuous.png
 
 Each experiment trains its seeds as one vmapped program and prints, and appends to
 benchmarks/continuous.json: every seed's final return (`rljax.metrics.final_return`,
@@ -41,6 +42,12 @@ EXPERIMENTS = {
 }
 
 
+def _nanmean_seeds(values):
+    values = np.asarray(values, float)
+    count = np.isfinite(values).sum(0)
+    return np.where(count > 0, np.nansum(values, 0) / np.maximum(count, 1), np.nan)
+
+
 def run(name: str, seeds: int, total_steps: int | None) -> dict:
     algo, config = EXPERIMENTS[name]()
     if total_steps:
@@ -63,7 +70,7 @@ def run(name: str, seeds: int, total_steps: int | None) -> dict:
         "compile_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
         "updates": loop.num_updates, "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "loadavg_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "curve_mean": np.nanmean(np.asarray(result.metrics["episode_return"]), 0).tolist(),
+        "curve_mean": _nanmean_seeds(result.metrics["episode_return"]).tolist(),
     }
     print(f"{name}: {config.env_id} {steps:,.0f} steps/seed, train {t2 - t1:.0f} s "
           f"(compile {t1 - t0:.0f} s), load {os.getloadavg()[0]:.1f}; final return per seed "
@@ -71,18 +78,44 @@ def run(name: str, seeds: int, total_steps: int | None) -> dict:
     return record
 
 
+def plot(records: list[dict], path: Path) -> None:
+    """Mean-over-seeds learning curves of the newest record of each experiment."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    newest = {r["experiment"]: r for r in records}
+    fig, axes = plt.subplots(1, len(newest), figsize=(4 * len(newest), 3.2), squeeze=False)
+    for ax, r in zip(axes[0], newest.values()):
+        curve = np.asarray(r["curve_mean"], float)
+        steps = np.linspace(r["env_steps_per_seed"] / len(curve), r["env_steps_per_seed"], len(curve))
+        ok = np.isfinite(curve)          # updates in which no episode ended are NaN
+        ax.plot(steps[ok], curve[ok])
+        ax.set_title(f"{r['algo']} {r['env_id']}\n{r['experiment']}", fontsize=8)
+        ax.set_xlabel("env steps per seed", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"episode return (mean of seeds)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiments", nargs="+", choices=sorted(EXPERIMENTS))
+    parser.add_argument("experiments", nargs="*", help=", ".join(sorted(EXPERIMENTS)))
+    parser.add_argument("--plot", metavar="PNG", help="plot the records' curves into PNG")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--total-steps", type=int, default=None)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "continuous.json"))
     args = parser.parse_args()
+    unknown = sorted(set(args.experiments) - set(EXPERIMENTS))
+    if unknown:
+        parser.error(f"unknown experiments {unknown}; known: {', '.join(sorted(EXPERIMENTS))}")
     out = Path(args.out)
     records = json.loads(out.read_text()) if out.exists() else []
     for name in args.experiments:
         records.append(run(name, args.seeds, args.total_steps))
         out.write_text(json.dumps(records, indent=1) + "\n")
+    if args.plot:
+        plot(records, Path(args.plot))
 
 
 if __name__ == "__main__":
