@@ -17,7 +17,8 @@ class EnvConfig:
                                            "None: the env's own", check=at_least(1))
     history: int = static(1, doc="observation history depth k (1: the plain observation)",
                           check=at_least(1))
-    prev_action: bool = static(False, doc="append the one-hot previous action")
+    prev_action: bool = static(False, doc="append the previous action (one-hot, or the "
+                                                      "clipped Box action)")
     prev_reward: bool = static(False, doc="append the previous reward")
     normalize_obs: bool = static(False, doc="normalise observations by a running mean/variance "
                                  "(rljax.normalize; saved with the params, frozen in eval)")
