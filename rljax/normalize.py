@@ -153,7 +153,8 @@ def init_reward_scale(config, num_envs: int):
     """`RewardScale` for `num_envs` envs when `config.normalize_reward`, else `()`."""
     if not config.normalize_reward:
         return ()
-    return RewardScale(init(()), jnp.zeros((num_envs,), jnp.float32))
+    # each device's envs have their own running returns (varying over the device axis)
+    return RewardScale(init(()), parallel._varying(jnp.zeros((num_envs,), jnp.float32)))
 
 
 def scale(state: RewardScale, r_t: Array, done_t: Array, *, gamma, clip) -> tuple[RewardScale, Array]:

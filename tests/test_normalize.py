@@ -138,3 +138,27 @@ def test_rljax_eval_plays_the_saved_statistics(tmp_path):
     returns, _ = jax.jit(jax.vmap(lambda p, k: evaluate(agent, p, e, ep, k, 2, greedy=True)))(
         params, seed_keys(2, start=1))   # rljax eval --seed defaults to 1
     assert f"{float(np.mean(returns)):.2f}" in ev.stdout
+
+
+_DP_SCRIPT = """
+import jax, numpy as np
+from rljax import parallel
+from rljax.algos import ppo
+c = ppo.Config(env_id="Pendulum-v1", num_envs=4, num_steps=16, total_steps=4 * 16 * 3,
+               hidden_sizes=(8,), num_minibatches=2, normalize_obs=True, normalize_reward=True)
+out = [parallel.local_value(parallel.data_parallel(ppo, c, jax.random.key(0), devices=jax.devices()[:n],
+                                                   env_groups=2).train_state.params["obs_norm"])
+       for n in (1, 2)]
+assert float(out[0]["count"]) == float(out[1]["count"]) == 4 * 16 * 3
+for k in ("mean", "var"):
+    np.testing.assert_allclose(out[0][k], out[1][k], rtol=1e-3, atol=1e-4)
+print("ok")
+"""
+
+
+def test_statistics_pool_every_device_under_data_parallelism():
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-c", _DP_SCRIPT], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]

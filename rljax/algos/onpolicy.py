@@ -135,9 +135,9 @@ def make_loop(config: ActorCriticConfig, *, agent, env, env_params, obs_shape,
         params = agent.init(k_init, jnp.zeros(obs_shape, jnp.float32))
         train_state = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
         behaviour = jax.tree.map(lambda p: jnp.stack([p] * (behaviour_lag + 1)), params)
-        rollout_state = rollouts.init(k_env)
-        return LoopState(train_state, behaviour, rollout_state, k_loop, jnp.zeros((), jnp.int32),
-                         normalize.init_reward_scale(config, rollout_state.first.shape[0]))
+        return LoopState(train_state, behaviour, rollouts.init(k_env), k_loop,
+                         jnp.zeros((), jnp.int32),
+                         normalize.init_reward_scale(config, config.num_envs))  # this device's
 
     def update(state: LoopState):
         steps_per_update = config.num_envs * config.num_steps * parallel.num_devices()
