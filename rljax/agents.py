@@ -49,6 +49,23 @@ def actor_critic(net) -> Agent:
     return Agent(_init_fn(net), net.initial_carry, step, unroll, value)
 
 
+def policy(net) -> Agent:
+    """An agent over a policy-only sequence network `(carry, obs, first) -> (carry, dist)`
+    (SAC's actor): samples, or takes the mode when `greedy=True`; no value function
+    (its `PolicyOutput.value` is 0)."""
+
+    def step(params, carry, obs, first, key, *, greedy: bool = False):
+        carry, dist = _apply_once(net, params, carry, obs, first)
+        action = dist.mode() if greedy else dist.sample(key)
+        value = jnp.zeros(obs.shape[:1], jnp.float32)
+        return carry, PolicyOutput(action, dist.log_prob(action), value, dist)
+
+    def unroll(params, carry, obs, first):
+        return net.apply(params, carry, obs, first)
+
+    return Agent(_init_fn(net), net.initial_carry, step, unroll, None)
+
+
 def q_agent(net, *, with_value: bool = False) -> Agent:
     """An agent over a `QNetwork`: epsilon-greedy, each env drawing its own
     explore decision and random action; `greedy=True` means epsilon = 0.

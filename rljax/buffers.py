@@ -42,7 +42,7 @@ class ReplayStep(NamedTuple):
     obs: Array         # [..., *obs_shape] the observation acted on
     first: Array       # [...] bool, obs starts an episode
     carry: Any         # [..., *carry] actor's carry before reading obs; () if feedforward
-    action: Array      # [...] int32
+    action: Array      # [...] int32, or [..., D] float32 for a Box action space
     reward: Array      # [...] float32
     terminated: Array  # [...] bool
     truncated: Array   # [...] bool
@@ -73,7 +73,8 @@ def replay_steps(traj: Trajectory, *, store_carry: bool) -> ReplayStep:
     """
     return ReplayStep(
         obs=traj.obs, first=traj.first, carry=traj.carry if store_carry else (),
-        action=traj.action.astype(jnp.int32), reward=traj.reward.astype(jnp.float32),
+        action=traj.action.astype(jnp.float32 if jnp.issubdtype(traj.action.dtype, jnp.floating)
+                                  else jnp.int32), reward=traj.reward.astype(jnp.float32),
         terminated=traj.terminated, truncated=traj.truncated, final_obs=traj.final_obs)
 
 

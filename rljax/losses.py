@@ -278,3 +278,76 @@ def double_q_learning_loss(q_tm1, a_tm1, r_t, discount_t, q_t_value, q_t_selecto
     q_best = jnp.take_along_axis(q_t_value, best[..., None], axis=-1)[..., 0]
     target = r_t + discount_t * q_best
     return _q_td_loss(q_tm1, a_tm1, target, huber_delta)
+
+
+# --------------------------------------------------------------------------- SAC
+def sac_critic_loss(q1_tm1, q2_tm1, r_t, discount_t, q1_t, q2_t, log_pi_t, *, alpha):
+    """Soft Q-learning loss of SAC's twin critics (clipped double Q).
+
+    yₜ = rₜ + γₜ (min(Q̄₁(s'ₜ, a'ₜ), Q̄₂(s'ₜ, a'ₜ)) - α log π(a'ₜ|s'ₜ)),  a'ₜ ~ π(·|s'ₜ),
+    L = mean[(Q₁(sₜ, aₜ) - sg(yₜ))²] + mean[(Q₂(sₜ, aₜ) - sg(yₜ))²]
+    (CleanRL's sum of the two mean squared errors).
+
+    Args:
+      q1_tm1, q2_tm1: the online critics' Q(s_t, a_t), [N].
+      r_t: rewards, [N].
+      discount_t: γ·(1 - terminated_t), [N]; at a time-limit truncation the
+        successor is the finished episode's last observation, so it still bootstraps.
+      q1_t, q2_t: the target critics' Q(s'_t, a'_t) at a fresh policy action, [N].
+      log_pi_t: log π(a'_t|s'_t), [N].
+      alpha: entropy temperature α (scalar; not differentiated).
+
+    Returns:
+      `(loss, {"q1_mean", "q2_mean", "target_mean"})`.
+
+    References:
+      Haarnoja et al., Soft Actor-Critic Algorithms and Applications, 2018;
+      Fujimoto et al., Addressing Function Approximation Error (TD3), ICML 2018.
+    """
+    chex.assert_rank([q1_tm1, q2_tm1, r_t, discount_t, q1_t, q2_t, log_pi_t], 1)
+    chex.assert_equal_shape([q1_tm1, q2_tm1, r_t, discount_t, q1_t, q2_t, log_pi_t])
+    v_t = jnp.minimum(q1_t, q2_t) - sg(alpha) * log_pi_t
+    y = sg(r_t + discount_t * v_t)
+    loss = jnp.mean(jnp.square(q1_tm1 - y)) + jnp.mean(jnp.square(q2_tm1 - y))
+    return loss, {"q1_mean": sg(jnp.mean(q1_tm1)), "q2_mean": sg(jnp.mean(q2_tm1)),
+                  "target_mean": jnp.mean(y)}
+
+
+def sac_actor_loss(q1_pi, q2_pi, log_pi, *, alpha):
+    """SAC's policy loss (reparameterised actions a ~ π(·|s)).
+
+    L = mean[α log π(a|s) - min(Q₁(s, a), Q₂(s, a))].
+
+    Args:
+      q1_pi, q2_pi: the online critics at the sampled actions, [N] (the gradient
+        flows through the actions into the policy; the critics' params are held).
+      log_pi: log π(a|s) of those actions, [N].
+      alpha: temperature α (not differentiated).
+
+    Returns:
+      `(loss, {"entropy": -mean log π})`.
+    """
+    chex.assert_rank([q1_pi, q2_pi, log_pi], 1)
+    chex.assert_equal_shape([q1_pi, q2_pi, log_pi])
+    loss = jnp.mean(sg(alpha) * log_pi - jnp.minimum(q1_pi, q2_pi))
+    return loss, {"entropy": sg(-jnp.mean(log_pi))}
+
+
+def sac_temperature_loss(log_alpha, log_pi, *, target_entropy):
+    """Automatic entropy tuning: drive the policy's entropy towards a target.
+
+    L(log α) = -mean[log α · sg(log π(a|s) + H̄)],  H̄ = target entropy (SAC: -|A|).
+    Its gradient raises α while the entropy -log π is below H̄, lowers it above.
+
+    Args:
+      log_alpha: scalar log α (the trained parameter).
+      log_pi: log-probabilities of fresh policy actions, [N].
+      target_entropy: H̄.
+
+    Returns:
+      `(loss, {"alpha": α})`.
+    """
+    chex.assert_rank(log_alpha, 0)
+    chex.assert_rank(log_pi, 1)
+    loss = -jnp.mean(log_alpha * sg(log_pi + target_entropy))
+    return loss, {"alpha": sg(jnp.exp(log_alpha))}

@@ -9,13 +9,13 @@ from __future__ import annotations
 import difflib
 import types
 
-from rljax.algos import a2c, dqn, drqn, impala, ppo, pqn, reinforce
+from rljax.algos import a2c, dqn, drqn, impala, ppo, pqn, reinforce, sac
 from rljax.algos.base import Loop, check_contract, train_loop
 from rljax.seeds import seed_keys
 
 REGISTRY: dict[str, types.ModuleType] = {
     "ppo": ppo, "a2c": a2c, "reinforce": reinforce, "dqn": dqn, "drqn": drqn,
-    "pqn": pqn, "impala": impala,
+    "pqn": pqn, "impala": impala, "sac": sac,
 }
 DEFAULT = "ppo"
 
@@ -38,4 +38,4 @@ def describe(name: str) -> str:
 
 
 __all__ = ["REGISTRY", "DEFAULT", "get", "describe", "Loop", "seed_keys", "train_loop",
-           "a2c", "dqn", "drqn", "impala", "ppo", "pqn", "reinforce"]
+           "a2c", "dqn", "drqn", "impala", "ppo", "pqn", "reinforce", "sac"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rljax import envs, parallel
-from rljax.config import at_least, config_class, each, one_of, static
+from rljax.config import at_least, config_class, each, one_of, positive, static, traced
 from rljax.types import Trajectory
 
 
@@ -16,14 +16,15 @@ def _is_assignment(item: str):
 
 @config_class
 class EnvConfig:
-    """Env fields shared by every algorithm's Config (all static)."""
+    """Env fields shared by every algorithm's Config, normalisation included."""
 
     env_id: str = static("CartPole-v1", doc="gymnax id or POMDP variant (`rljax list` shows them)")
     max_episode_steps: int | None = static(None, doc="time limit (reported as truncation); "
                                            "None: the env's own", check=at_least(1))
     history: int = static(1, doc="observation history depth k (1: the plain observation)",
                           check=at_least(1))
-    prev_action: bool = static(False, doc="append the one-hot previous action")
+    prev_action: bool = static(False, doc="append the previous action (one-hot, or the "
+                                                      "clipped Box action)")
     prev_reward: bool = static(False, doc="append the previous reward")
     # --- env arguments (issue 15) -----------------------------------------------------
     env_kwargs: tuple[str, ...] = static((), doc="env constructor arguments as 'name=value' "
@@ -41,6 +42,13 @@ class EnvConfig:
     cnn_channels: tuple[int, ...] = static((16,), doc="channels of the cnn torso's 3x3 "
                                            "stride-1 conv layers (MinAtar: one of 16)",
                                            check=each(at_least(1)))
+    normalize_obs: bool = static(False, doc="normalise observations by a running mean/variance "
+                                 "(rljax.normalize; saved with the params, frozen in eval)")
+    clip_obs: float = traced(10.0, doc="clip normalised observations to ±clip_obs",
+                             check=positive)
+    normalize_reward: bool = static(False, doc="divide rewards by the running std of the "
+                                    "discounted return (rljax.normalize)")
+    clip_reward: float = traced(10.0, doc="clip scaled rewards to ±clip_reward", check=positive)
 
     def validate(self):
         _, _, spec = make_env(self)   # an unknown env id or an option it cannot take, named here

@@ -11,13 +11,13 @@ runs per device; everything that depends on that layout is asked of
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from rljax import agents, nets, parallel
+from rljax import agents, nets, normalize, parallel
 from rljax.algos.base import Loop, scan_updates
 from rljax.algos.common import (EnvConfig, check_divides, make_env, torso_kwargs,
                                 trajectory_metrics)
@@ -47,6 +47,9 @@ class ActorCriticConfig(EnvConfig):
     core_layers: int = static(1, doc="stacked core layers", check=at_least(1))
     head_sizes: tuple[int, ...] = static((), doc="MLP layers after the core")
     shared: bool = static(False, doc="one trunk for actor and critic (else two)")
+    policy: str = static("auto", doc="action distribution: auto (categorical for discrete "
+                         "actions, gaussian for a Box), categorical, gaussian (state-independent "
+                         "log-std; the env clips) or tanh_gaussian", check=one_of(*nets.heads.POLICIES))
     scan_unroll: int = static(1, doc="lax.scan unroll of the rollout loop (1 is fastest on CPU)",
                               check=at_least(1))
 
@@ -69,6 +72,7 @@ class ActorCriticConfig(EnvConfig):
         if bad:
             raise ValueError(f"hidden_sizes and head_sizes must be >= 1, got {bad}")
         nets.initial_carry(self.core, self.core_size, 1)   # names a bad core kind
+        nets.policy_head(make_env(self)[2], self.policy)  # a policy that fits the action space
 
 
 def make_agent(config: ActorCriticConfig, spec: EnvSpec):
@@ -77,7 +81,8 @@ def make_agent(config: ActorCriticConfig, spec: EnvSpec):
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
         core=config.core, core_size=config.core_size, core_layers=config.core_layers,
         head_sizes=tuple(config.head_sizes), **torso_kwargs(config, spec))
-    return agents.actor_critic(nets.ActorCritic(nets.policy_head(spec), trunk, shared=config.shared))
+    net = nets.ActorCritic(nets.policy_head(spec, config.policy), trunk, shared=config.shared)
+    return agents.actor_critic(normalize.observing(net, config))
 
 
 def adam(config, learning_rate) -> optax.GradientTransformation:
@@ -114,6 +119,7 @@ class LoopState(NamedTuple):
     rollout: RolloutState
     key: jax.Array
     update: jax.Array        # updates done so far, int32
+    reward_scale: Any = ()   # rljax.normalize.RewardScale when config.normalize_reward
 
 
 LearnFn = Callable[[TrainState, Trajectory, jax.Array], tuple[TrainState, dict]]
@@ -139,7 +145,8 @@ def make_loop(config: ActorCriticConfig, *, agent, env, env_params, obs_shape,
         train_state = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
         behaviour = jax.tree.map(lambda p: jnp.stack([p] * (behaviour_lag + 1)), params)
         return LoopState(train_state, behaviour, rollouts.init(k_env), k_loop,
-                         jnp.zeros((), jnp.int32))
+                         jnp.zeros((), jnp.int32),
+                         normalize.init_reward_scale(config, config.num_envs))  # this device's
 
     def update(state: LoopState):
         steps_per_update = config.num_envs * config.num_steps * parallel.num_devices()
@@ -147,13 +154,18 @@ def make_loop(config: ActorCriticConfig, *, agent, env, env_params, obs_shape,
         acting = jax.tree.map(lambda p: p[0], state.behaviour)
         kwargs = {} if step_kwargs is None else step_kwargs(state.update)
         rollout_state, traj = rollouts.collect(acting, state.rollout, k_roll, **kwargs)
+        reward_scale, traj = normalize.scale_rewards(config, state.reward_scale, traj)
         train_state, metrics = learn(state.train_state, traj, parallel.device_key(k_learn))
         metrics = {**metrics, **kwargs}
+        # observation statistics move only after learning (PPO's first ratio stays 1)
+        train_state = train_state._replace(params=normalize.observe(
+            train_state.params, traj.obs, stats_from=state.train_state.params))
         behaviour = jax.tree.map(lambda h, p: jnp.concatenate([h[1:], p[None]]),
                                  state.behaviour, train_state.params)
         metrics = {**parallel.pmean(metrics), **trajectory_metrics(traj),
                    "env_steps": (state.update + 1).astype(jnp.float32) * steps_per_update}
-        return LoopState(train_state, behaviour, rollout_state, key, state.update + 1), metrics
+        return LoopState(train_state, behaviour, rollout_state, key, state.update + 1,
+                         reward_scale), metrics
 
     def run(state: LoopState, num_updates: int, *, callback=None, callback_every: int = 1):
         return scan_updates(update, state, num_updates, callback=callback,

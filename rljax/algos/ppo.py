@@ -54,6 +54,20 @@ PRESETS = {
         "reaches 500 within 1e6 steps (benchmarks/onpolicy_learning.md)",
         dict(core="gru", core_size=128, hidden_sizes=(128,), head_sizes=(128,),
              activation="relu", shared=True, num_envs=16, lr=2e-3)),
+    "pendulum": Preset(
+        "Gaussian PPO for continuous control, tuned on Pendulum-v1 (benchmarks/continuous.md): "
+        "16 envs x 128 steps, 10 epochs of 8 minibatches, lr 1e-3 annealed, gamma 0.95, no "
+        "entropy bonus, observation and reward normalisation, 999,424 env steps (488 updates)",
+        dict(env_id="Pendulum-v1", policy="gaussian", num_envs=16, num_steps=128,
+             total_steps=999_424, num_epochs=10, num_minibatches=8, lr=1e-3, gamma=0.95,
+             gae_lambda=0.95, ent_coef=0.0, normalize_obs=True, normalize_reward=True)),
+    "pendulum_recurrent": Preset(
+        "The `pendulum` preset with a GRU-64 between 64-unit layers (separate actor and critic "
+        "trunks), for Pendulum-P-v1 (angular velocity hidden; benchmarks/continuous.md)",
+        dict(env_id="Pendulum-P-v1", policy="gaussian", num_envs=16, num_steps=128,
+             total_steps=999_424, num_epochs=10, num_minibatches=8, lr=1e-3, gamma=0.95,
+             gae_lambda=0.95, ent_coef=0.0, normalize_obs=True, normalize_reward=True,
+             core="gru", core_size=64, hidden_sizes=(64,), head_sizes=(64,))),
 }
 
 

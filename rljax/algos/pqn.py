@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rljax import agents, losses, nets, returns
+from rljax import normalize, agents, losses, nets, returns
 from rljax.algos import common, onpolicy
 from rljax.algos.base import Loop, train_loop
 from rljax.algos.qlearning import linear_epsilon
@@ -103,12 +103,15 @@ PRESETS = {
 preset = preset_function(Config, PRESETS)
 
 
-def network(config: Config, spec: EnvSpec) -> nets.QNetwork:
-    return nets.QNetwork(spec.num_actions, nets.Trunk(
+def network(config: Config, spec: EnvSpec):
+    """The LayerNorm Q-network (with observation normalisation when asked)."""
+    if spec.num_actions is None:
+        raise ValueError("PQN needs discrete actions; for a Box action space use sac")
+    return normalize.observing(nets.QNetwork(spec.num_actions, nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
         core=config.core, core_size=config.core_size, core_layers=config.core_layers,
         head_sizes=tuple(config.head_sizes),
-        layer_norm=config.layer_norm, **common.torso_kwargs(config, spec)))
+        layer_norm=config.layer_norm, **common.torso_kwargs(config, spec))), config)
 
 
 def make_agent(config: Config, spec: EnvSpec):

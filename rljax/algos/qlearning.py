@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rljax import agents, losses, nets, returns
+from rljax import agents, losses, nets, normalize, returns
 from rljax.algos import common
 from rljax.algos.base import Loop, scan_updates
 from rljax.buffers import (ReplayStep, importance_weights, make_prioritised_sequence_buffer,
@@ -238,11 +238,15 @@ def window_q_loss(net, params, target_params, steps: ReplayStep, layout: WindowL
 # --------------------------------------------------------------------------- training loop
 def q_network(config: QConfig, num_actions: int, *, core=None, core_size=128, core_layers=1,
               head_sizes=(), spec=None):
-    """The QNetwork of `config`; `spec` (the env's `EnvSpec`) sets the torso's input."""
+    """The QNetwork of `config` (with observation normalisation when asked); `spec` (the
+    env's `EnvSpec`) sets the torso's input."""
+    if num_actions is None:
+        raise ValueError("Q-learning needs discrete actions; for a Box action space use sac")
     torso = common.torso_kwargs(config, spec) if spec is not None else {}
-    return nets.QNetwork(num_actions, nets.Trunk(
+    return normalize.observing(nets.QNetwork(num_actions, nets.Trunk(
         hidden_sizes=tuple(config.hidden_sizes), activation=config.activation, core=core,
-        core_size=core_size, core_layers=core_layers, head_sizes=tuple(head_sizes), **torso))
+        core_size=core_size, core_layers=core_layers, head_sizes=tuple(head_sizes), **torso)),
+        config)
 
 
 class QLoopState(NamedTuple):
@@ -254,6 +258,7 @@ class QLoopState(NamedTuple):
     rollout: Any              # env states, observations, first flags, actor carry
     key: jax.Array
     update: jax.Array         # updates (log rows) done, int32; sets the ε schedule
+    reward_scale: Any = ()    # rljax.normalize.RewardScale when config.normalize_reward
 
 
 def _nan_metrics():
@@ -322,7 +327,8 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
             terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
             final_obs=jnp.zeros(spec.obs_shape, jnp.float32))
         return QLoopState(learner.init(params), params, buffer.init(example), ro_state, k_loop,
-                          jnp.zeros((), jnp.int32))
+                          jnp.zeros((), jnp.int32),
+                          normalize.init_reward_scale(cfg, cfg.num_envs))
 
     def learn(state: QLoopState, key, env_steps):
         """`gradient_steps` steps; returns `(train_state, buffer, metrics)`. With
@@ -357,8 +363,9 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
                              duration=cfg.exploration_fraction * cfg.total_steps)
         ro_state, traj = rollout(agent, state.train_state.params, env, env_params, state.rollout,
                                  k_act, rollout_len, epsilon=eps)
+        reward_scale, traj = normalize.scale_rewards(cfg, state.reward_scale, traj)
         buf = buffer.add(state.buffer, replay_steps(traj, store_carry=layout.stored_carry))
-        state = state._replace(buffer=buf, rollout=ro_state, key=key)
+        state = state._replace(buffer=buf, rollout=ro_state, key=key, reward_scale=reward_scale)
         steps_after = steps_before + cfg.train_every
         learning = steps_after >= cfg.learning_starts
         nan = _nan_metrics() if not cfg.prioritised else {**_nan_metrics(), "beta": jnp.nan}
@@ -366,6 +373,8 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
             learning, lambda: learn(state, k_learn, steps_after),
             lambda: (state.train_state, state.buffer, nan))
         state = state._replace(buffer=buf)
+        train_state = train_state._replace(params=normalize.observe(
+            train_state.params, traj.obs, stats_from=state.train_state.params))
         target = jax.lax.cond(
             jnp.logical_and(learning, (i + 1) % target_period == 0),
             lambda: update_target(train_state.params, state.target_params, tau=cfg.tau),

@@ -6,6 +6,7 @@ import difflib
 from typing import NamedTuple, Sequence
 
 import gymnax
+import numpy as np
 
 from rljax.envs import popgym, wrappers
 
@@ -16,7 +17,9 @@ POMDP_VARIANTS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "Pendulum-P-v1": ("Pendulum-v1", (0, 1), "cos/sin of the angle; angular velocity hidden"),
     "Acrobot-P-v1": ("Acrobot-v1", (0, 1, 2, 3), "cos/sin of both angles; velocities hidden"),
     "MountainCar-P-v0": ("MountainCar-v0", (0,), "position; velocity hidden"),
+    "MountainCarContinuous-P-v0": ("MountainCarContinuous-v0", (0,), "position; velocity hidden"),
 }
+BRAX_PREFIX = "brax/"   # `brax/inverted_pendulum`: a Brax env (the `rljax[brax]` extra)
 
 # bsuite MemoryChain at set memory lengths (gymnax reads `memory_length` from EnvParams).
 MEMORY_CHAIN_VARIANTS: dict[str, int] = {
@@ -25,9 +28,11 @@ MEMORY_CHAIN_VARIANTS: dict[str, int] = {
 
 def list_envs() -> list[str]:
     """Every env id `make` accepts: gymnax's registry, rljax's POMDP variants, the POPGym
-    tasks (`popgym/<Task>-<Easy|Medium|Hard>`) and `MemoryChain-bsuite-L<n>`."""
+    tasks (`popgym/<Task>-<Easy|Medium|Hard>`), `MemoryChain-bsuite-L<n>`, and
+    `brax/NAME` for Brax's envs when the `rljax[brax]` extra is installed."""
+    from rljax.envs import brax_envs
     return sorted([*gymnax.registered_envs, *POMDP_VARIANTS, *popgym.POPGYM_ENVS,
-                   *MEMORY_CHAIN_VARIANTS])
+                   *MEMORY_CHAIN_VARIANTS, *brax_envs.env_ids()])
 
 
 def _unknown(env_id: str) -> ValueError:
@@ -53,7 +58,8 @@ def make(
 
     Args:
       env_id: a gymnax id (`"CartPole-v1"`), a POMDP variant (`"CartPole-P-v1"`), a POPGym
-        task (`"popgym/RepeatFirst-Easy"`) or a MemoryChain length (`"MemoryChain-bsuite-L30"`).
+        task (`"popgym/RepeatFirst-Easy"`), a MemoryChain length (`"MemoryChain-bsuite-L30"`)
+        or a Brax env (`"brax/inverted_pendulum"`, needs `pip install rljax[brax]`).
       max_episode_steps: time limit; the cut is reported as `truncated`, never as
         `terminated` (sets the env params' `max_steps_in_episode`).
       obs_indices: keep only these observation features (a custom POMDP).
@@ -63,8 +69,20 @@ def make(
       episode_stats: report each finished episode's return and length in `info`.
       params: overrides of the env params' fields (`{"memory_length": 20}` for
         MemoryChain-bsuite); an unknown field is named in a `ValueError`.
-      **env_kwargs: passed to the gymnax env constructor (`size=12` for DeepSea-bsuite).
+      **env_kwargs: passed to the env constructor (`size=12` for DeepSea-bsuite; Brax:
+        `brax.envs.get_environment`).
+
+    Box action spaces get `ClipAction` (outermost but for the episode statistics): the
+    agent's action (an unbounded Gaussian sample, say) is clipped into the bounds, so
+    every wrapper and the env see an in-bound action.
     """
+    if env_id.startswith(BRAX_PREFIX):
+        from rljax.envs import brax_envs
+        if params:
+            raise ValueError(f"{env_id}: Brax envs take no env params overrides")
+        env, env_params = brax_envs.make(env_id[len(BRAX_PREFIX):], **env_kwargs)
+        return _wrap(env, env_params, env_id, max_episode_steps, obs_indices, history,
+                     prev_action, prev_reward, episode_stats)
     if env_id in POMDP_VARIANTS:
         base_id, indices, _ = POMDP_VARIANTS[env_id]
         if obs_indices is not None:
@@ -96,6 +114,12 @@ def make(
         if unknown:
             raise ValueError(f"{env_id} has no env params {unknown}; its params are {sorted(known)}")
         env_params = dataclasses.replace(env_params, **params)
+    return _wrap(env, env_params, env_id, max_episode_steps, obs_indices, history,
+                 prev_action, prev_reward, episode_stats)
+
+
+def _wrap(env, env_params, env_id, max_episode_steps, obs_indices, history, prev_action,
+          prev_reward, episode_stats):
     if max_episode_steps is not None:
         if not hasattr(env_params, "max_steps_in_episode"):
             raise ValueError(f"{env_id} has no time limit to set")
@@ -115,10 +139,23 @@ def make(
     elif history < 1:
         raise ValueError(f"history depth must be >= 1, got {history}")
     if prev_action or prev_reward:
-        env = wrappers.PreviousActionReward(env, action=prev_action, reward=prev_reward)
+        env = wrappers.PreviousActionReward(env, action=prev_action, reward=prev_reward,
+                                            action_dim=_box_dim(env, env_params))
+    if _box_dim(env, env_params) is not None:
+        env = wrappers.ClipAction(env)
     if episode_stats:
         env = wrappers.EpisodeStats(env)
     return env, env_params
+
+
+def _box_dim(env, env_params) -> int | None:
+    """The size of a flat Box action space, None for a discrete one."""
+    space = env.action_space(env_params)
+    if hasattr(space, "n"):
+        return None
+    if len(space.shape) != 1:
+        raise ValueError(f"rljax needs flat Box action spaces [D], got shape {space.shape}")
+    return int(space.shape[0])
 
 
 class EnvSpec(NamedTuple):
@@ -126,13 +163,21 @@ class EnvSpec(NamedTuple):
 
     obs_shape: tuple[int, ...]
     num_actions: int | None   # discrete actions; None for a continuous (Box) space
-    action_shape: tuple[int, ...] = ()
+    action_shape: tuple[int, ...] = ()          # (D,) for a Box space, () for discrete
+    action_low: tuple[float, ...] | None = None   # Box bounds, one per dimension
+    action_high: tuple[float, ...] | None = None
+
+    @property
+    def continuous(self) -> bool:
+        return self.num_actions is None
 
 
 def spec(env, env_params) -> EnvSpec:
-    """The `EnvSpec` of a made env."""
+    """The `EnvSpec` of a made env (discrete or flat Box action space)."""
     space = env.action_space(env_params)
-    if not hasattr(space, "n"):
-        raise ValueError(
-            f"{env.name} has a continuous action space; rljax's agents need discrete actions")
-    return EnvSpec(tuple(env.observation_space(env_params).shape), int(space.n))
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    if hasattr(space, "n"):
+        return EnvSpec(obs_shape, int(space.n))
+    dim = _box_dim(env, env_params)
+    bound = lambda v: tuple(float(x) for x in np.broadcast_to(np.asarray(v, np.float32), (dim,)))
+    return EnvSpec(obs_shape, None, (dim,), bound(space.low), bound(space.high))

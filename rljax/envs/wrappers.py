@@ -200,16 +200,29 @@ class PreviousActionReward(Wrapper):
     Needs flat observations `[F]`.
     """
 
-    def __init__(self, env, *, action: bool = True, reward: bool = True):
+    def __init__(self, env, *, action: bool = True, reward: bool = True,
+                 action_dim: int | None = None):
         super().__init__(env)
         if not (action or reward):
             raise ValueError("PreviousActionReward needs action=True or reward=True")
         self.with_action, self.with_reward = action, reward
+        self.action_dim = action_dim   # None: discrete (one-hot); D: a Box action [D]
 
-    def _extend(self, obs, action, reward):
+    def _action_size(self) -> int:
+        return self.env.num_actions if self.action_dim is None else self.action_dim
+
+    def _encode(self, action, done):
+        """one-hot (discrete) or the action itself (Box); zeros where `done`/no action."""
+        if self.action_dim is None:
+            return jax.nn.one_hot(jnp.where(done, -1, action), self.env.num_actions,
+                                  dtype=jnp.float32)
+        return jnp.where(done, 0.0, jnp.broadcast_to(jnp.asarray(action, jnp.float32),
+                                                  (self.action_dim,)))
+
+    def _extend(self, obs, action, reward, done=False):
         parts = [obs.astype(jnp.float32)]
         if self.with_action:
-            parts.append(jax.nn.one_hot(action, self.env.num_actions, dtype=jnp.float32))
+            parts.append(self._encode(action, done))
         if self.with_reward:
             parts.append(jnp.reshape(reward, (1,)).astype(jnp.float32))
         return jnp.concatenate(parts, axis=-1)
@@ -219,8 +232,8 @@ class PreviousActionReward(Wrapper):
         if obs.ndim != 1:
             raise ValueError(
                 f"PreviousActionReward needs flat observations, got shape {obs.shape}")
-        # one_hot(-1) is all zeros: "no previous action".
-        return self._extend(obs, -1, 0.0), inner
+        # all zeros: "no previous action".
+        return self._extend(obs, jnp.zeros((), jnp.int32), 0.0, done=True), inner
 
     def step(self, key, state, action, params):
         obs, state, reward, terminated, truncated, info = self.env.step(
@@ -228,10 +241,25 @@ class PreviousActionReward(Wrapper):
         done = jnp.logical_or(terminated, truncated)
         info = {**info, "final_observation": self._extend(
             info["final_observation"], action, reward)}
-        obs = self._extend(obs, jnp.where(done, -1, action), jnp.where(done, 0.0, reward))
+        obs = self._extend(obs, action, jnp.where(done, 0.0, reward), done=done)
         return obs, state, reward, terminated, truncated, info
 
     def observation_space(self, params):
         (size,) = self.env.observation_space(params).shape
-        size += self.env.num_actions * self.with_action + self.with_reward
+        size += self._action_size() * self.with_action + self.with_reward
         return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
+
+
+# --------------------------------------------------------------------------- continuous actions
+class ClipAction(Wrapper):
+    """Clip a Box action into the action space's bounds before the env sees it.
+
+    The agent's action (an unbounded Gaussian sample) stays what the rollout stores,
+    with its log-probability; only the env receives `clip(action, low, high)`
+    (CleanRL's `ClipAction`). `envs.make` adds it for every Box action space.
+    """
+
+    def step(self, key, state, action, params):
+        space = self.env.action_space(params)
+        action = jnp.clip(jnp.asarray(action, jnp.float32), space.low, space.high)
+        return self.env.step(key, state, action, params)

@@ -37,6 +37,8 @@ TINY = {
                 num_minibatches=2, num_epochs=2),
     "impala": dict(num_envs=4, num_steps=16, total_steps=4 * 16 * 6, hidden_sizes=(8,),
                    behaviour_lag=2),
+    "sac": dict(num_envs=2, train_every=4, log_every=40, total_steps=240, buffer_size=100,
+                batch_size=8, learning_starts=40, utd_ratio=2, hidden_sizes=(8,)),
 }
 NAMES = list(algos.REGISTRY)
 
@@ -159,6 +161,9 @@ def _bad_values(name):
                 ("core", "transformer", "core"), ("num_envs", 0, "num_envs")],
         "impala": [("behaviour_lag", -1, "behaviour_lag"), ("rho_bar", 0.0, "rho_bar"),
                    ("c_bar", -1.0, "c_bar"), ("vtrace_lambda", 2.0, "vtrace_lambda")],
+        "sac": [("tau", 1.5, "tau"), ("utd_ratio", 0, "utd_ratio"), ("batch_size", 0, "batch_size"),
+                ("train_every", 3, "train_every"), ("env_id", "CartPole-v1", "Box action space"),
+                ("init_alpha", 0.0, "init_alpha")],
     }[name]
     return common + (onpolicy if name in ("ppo", "a2c", "reinforce", "impala") else []) + own
 
