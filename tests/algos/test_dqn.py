@@ -143,6 +143,7 @@ def test_config_defaults_are_cleanrl():
         dqn.Config(train_every=15)
 
 
+@pytest.mark.slow
 def test_dqn_learns_cartpole():
     """60k env steps (the full 5e5 run reaches 500: benchmarks/offpolicy_learning.md);
     seed 0 plays ~500 greedily here, the threshold only catches a broken algorithm."""
