@@ -422,6 +422,12 @@ def read_wandb_config(run_dir: str | os.PathLike, run_id: str | None = None) -> 
     return config
 
 
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class WandbWriter(Writer):
     """A Weights & Biases run in `RUN_DIR/wandb/`, with `env_steps` as every metric's x
     axis; the run id is kept in `RUN_DIR/wandb/rljax_run_id` and a resumed run resumes
@@ -459,6 +465,14 @@ class WandbWriter(Writer):
             raise TrackingError(f"wandb: {message} (WANDB_MODE=offline logs without an account)") from None
         if resuming and self._run.summary.get(X_AXIS) is not None:
             self._last = max(self._last, float(self._run.summary[X_AXIS]))
+        # wandb writes its files from a service process, after `finish()` returns: a run
+        # resumed at once may not see them yet, so the last step is also kept here.
+        self._step_file = folder / "rljax_last_step"
+        if resuming and self._step_file.is_file():
+            try:
+                self._last = max(self._last, float(self._step_file.read_text()))
+            except ValueError:
+                pass
         self._run.define_metric(X_AXIS)
         self._run.define_metric("update", step_metric=X_AXIS)
         self._run.define_metric("*", step_metric=X_AXIS)
@@ -476,6 +490,8 @@ class WandbWriter(Writer):
                 continue
             self._run.log({X_AXIS: float(steps[j]), "update": int(u), **scalars(rows, j)})
             self._last = steps[j]
+        if len(rows.update):
+            _atomic_text(self._step_file, f"{self._last!r}\n")
 
     def close(self) -> None:
         if self._run is not None:

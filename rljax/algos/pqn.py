@@ -91,6 +91,9 @@ class Config(common.EnvConfig):
                 f"num_envs * num_steps = {self.num_envs * self.num_steps} steps")
         nets.initial_carry(self.core, self.core_size, 1)   # names a bad core kind
         onpolicy.check_minibatches(self, self.num_minibatches)
+        if common.make_env(self)[2].num_actions is None:
+            raise ValueError(f"PQN needs discrete actions; {self.env_id} has a Box action "
+                             f"space (use sac, or ppo with a Gaussian policy)")
 
 
 PRESETS = {

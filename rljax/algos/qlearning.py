@@ -93,6 +93,9 @@ class QConfig(common.EnvConfig):
         return self.total_steps // self.log_every
 
     def validate(self):
+        if common.make_env(self)[2].num_actions is None:
+            raise ValueError(f"Q-learning needs discrete actions; {self.env_id} has a Box "
+                             f"action space (use sac, or ppo with a Gaussian policy)")
         common.check_divides("train_every", self.train_every, "num_envs", self.num_envs)
         common.check_divides("log_every", self.log_every, "train_every", self.train_every)
         common.check_divides("total_steps", self.total_steps, "log_every", self.log_every)

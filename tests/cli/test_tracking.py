@@ -14,6 +14,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,11 @@ def test_wandb_offline_writer_round_trip_and_resume(tmp_path, monkeypatch):
     assert w.last_step() == 320
     w.write(_rows(m, 0, 8))
     w.close()
-    history = tracking.read_wandb_history(tmp_path / "run")
+    for _ in range(50):   # wandb's service process writes its files after finish() returns
+        history = tracking.read_wandb_history(tmp_path / "run")
+        if len(history) >= 8:
+            break
+        time.sleep(0.2)
     assert [r["env_steps"] for r in history] == list(range(64, 513, 64))
     np.testing.assert_allclose([r["loss/seed_1"] for r in history], m["loss"][1], rtol=1e-6)
     assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 2
