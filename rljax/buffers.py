@@ -82,6 +82,19 @@ def _swap_time_batch(tree):
     return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), tree)
 
 
+def _check_sizes(num_envs: int, capacity: int, sequence_length: int, period: int) -> int:
+    """Check a sequence buffer's sizes (one line naming the bad one); steps per env."""
+    if capacity % num_envs:
+        raise ValueError(f"capacity={capacity} must be a multiple of num_envs={num_envs}")
+    per_env = capacity // num_envs
+    if not 1 <= sequence_length <= per_env:
+        raise ValueError(f"sequence_length={sequence_length} must be in [1, capacity // num_envs"
+                         f" = {per_env}]")
+    if not 1 <= period <= sequence_length:
+        raise ValueError(f"period={period} must be in [1, sequence_length={sequence_length}]")
+    return per_env
+
+
 def make_sequence_buffer(*, num_envs: int, capacity: int, batch_size: int,
                          sequence_length: int = 1, period: int = 1,
                          min_steps: int | None = None) -> ReplayBuffer:
@@ -100,14 +113,7 @@ def make_sequence_buffer(*, num_envs: int, capacity: int, batch_size: int,
     Returns:
       A `ReplayBuffer` of pure functions; all sizes are static.
     """
-    if capacity % num_envs:
-        raise ValueError(f"capacity={capacity} must be a multiple of num_envs={num_envs}")
-    per_env = capacity // num_envs
-    if not 1 <= sequence_length <= per_env:
-        raise ValueError(f"sequence_length={sequence_length} must be in [1, capacity // num_envs"
-                         f" = {per_env}]")
-    if not 1 <= period <= sequence_length:
-        raise ValueError(f"period={period} must be in [1, sequence_length={sequence_length}]")
+    per_env = _check_sizes(num_envs, capacity, sequence_length, period)
     min_per_env = sequence_length if min_steps is None else max(-(-min_steps // num_envs),
                                                                  sequence_length)
     inner = fbx.make_trajectory_buffer(
@@ -178,14 +184,7 @@ def make_prioritised_sequence_buffer(*, num_envs: int, capacity: int, batch_size
     """
     from flashbax.buffers import prioritised_trajectory_buffer as pt
 
-    if capacity % num_envs:
-        raise ValueError(f"capacity={capacity} must be a multiple of num_envs={num_envs}")
-    per_env = capacity // num_envs
-    if not 1 <= sequence_length <= per_env:
-        raise ValueError(f"sequence_length={sequence_length} must be in [1, capacity // num_envs"
-                         f" = {per_env}]")
-    if not 1 <= period <= sequence_length:
-        raise ValueError(f"period={period} must be in [1, sequence_length={sequence_length}]")
+    per_env = _check_sizes(num_envs, capacity, sequence_length, period)
     if per_env % period:
         raise ValueError(f"capacity // num_envs = {per_env} must be a multiple of period={period} "
                          f"(prioritised replay)")

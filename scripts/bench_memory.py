@@ -2,6 +2,7 @@
 BPTT cost of each core as the sequence grows, and MemoryChain at length 100.
 
     python scripts/bench_memory.py [--steps 262144] [--seeds 3] [--tasks ...] [--cores ...]
+    python scripts/bench_memory.py --add-tasks popgym/RepeatFirst-Easy ...   # more rows
 
 Writes benchmarks/memory.md (README-style section first, then the measurements),
 benchmarks/memory.json (raw numbers) and benchmarks/memory.png. Each (core, task)
@@ -24,6 +25,7 @@ import numpy as np
 from rljax import nets
 from rljax.algos import ppo
 from rljax.envs import popgym
+from rljax.metrics import final_return
 
 CORES = ["none", "gru", "lstm", "mingru", "lru", "s5", "ffm"]
 TASKS = ["popgym/RepeatPrevious-Easy", "popgym/CountRecall-Easy", "popgym/StatelessCartPole-Easy"]
@@ -93,12 +95,6 @@ def train_cell(config: ppo.Config, seeds: int) -> dict:
     returns = np.asarray(result.metrics["episode_return"], np.float64)   # [seeds, updates]
     return dict(returns=returns, env_steps=np.asarray(result.metrics["env_steps"][0]),
                 compile_s=t1 - t0, run_s=t2 - t1, steps_per_s=seeds * config.total_steps / (t2 - t1))
-
-
-def final_return(returns: np.ndarray, frac: float = 0.1) -> np.ndarray:
-    """Per seed: NaN-aware mean return over the last `frac` of updates."""
-    k = max(1, int(returns.shape[-1] * frac))
-    return np.nanmean(returns[..., -k:], axis=-1)
 
 
 def bptt_cost(kinds, lengths, width: int, batch: int, budget_s: float = 0.5) -> dict:
@@ -198,12 +194,14 @@ def main() -> None:
                              "(--chain-steps) with the best core, rewrite memory.md/png")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite memory.md/png from memory.json, run nothing")
+    parser.add_argument("--add-tasks", nargs="*", default=[],
+                        help="train every core on these tasks too and add them to memory.json")
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "memory.json")
 
-    if args.chain_only or args.report_only:
+    if args.chain_only or args.report_only or args.add_tasks:
         with open(json_path) as f:
             raw = json.load(f)
         for name in ("steps", "seeds", "width", "num_steps", "tasks", "cores", "bptt_lengths", "bptt_batch"):
@@ -211,6 +209,17 @@ def main() -> None:
         cells = {tuple(k.split("|")): _cell_from_json(v) for k, v in raw["cells"].items()}
         bptt = {k: {int(t): v for t, v in per_t.items()} for k, per_t in raw["bptt_s_per_step"].items()}
         chains = [_cell_from_json(c) for c in raw["chains"]]
+        new_tasks = [t for t in args.add_tasks if t not in args.tasks]
+        for task in new_tasks:
+            for core in args.cores:
+                cells[(core, task)] = train_and_print(core, task, args)
+        if new_tasks:
+            args.tasks = args.tasks + new_tasks
+            raw["args"]["tasks"] = args.tasks
+            raw["cells"] = {f"{c}|{t}": _cell_json(cell) for (c, t), cell in cells.items()}
+            raw["load_end"] = load()
+            with open(json_path, "w") as f:
+                json.dump(raw, f, indent=1)
         best = best_core(cells, args)
         if args.chain_only:
             chains.append(run_chain(best, args.chain_steps, args))
@@ -228,15 +237,7 @@ def main() -> None:
     cells = {}
     for task in args.tasks:
         for core in args.cores:
-            config = make_config(core, task, args.steps, args.width, args.num_steps)
-            cell = train_cell(config, args.seeds)
-            cell["load"] = load()
-            cells[(core, task)] = cell
-            norm_final = popgym.normalized_return(final_return(cell["returns"]), task)
-            norm_mmer = popgym.mmer(cell["returns"], task)
-            print(f"{task} {core:6s}: final norm {np.round(norm_final, 3)}, MMER norm "
-                  f"{np.round(norm_mmer, 3)}; compile {cell['compile_s']:.0f}s run {cell['run_s']:.0f}s "
-                  f"{cell['steps_per_s']:.0f} steps/s; load {cell['load']}", flush=True)
+            cells[(core, task)] = train_and_print(core, task, args)
 
     bptt = bptt_cost([c for c in args.cores if c != "none"], args.bptt_lengths,
                      args.width, args.bptt_batch)
@@ -253,6 +254,18 @@ def main() -> None:
     with open(json_path, "w") as f:
         json.dump(raw, f, indent=1)
     print(f"done in {total_s:.0f}s", flush=True)
+
+
+def train_and_print(core: str, task: str, args) -> dict:
+    """One (core, task) cell, trained and printed with its normalised returns."""
+    cell = train_cell(make_config(core, task, args.steps, args.width, args.num_steps), args.seeds)
+    cell["load"] = load()
+    norm_final = popgym.normalized_return(final_return(cell["returns"]), task)
+    norm_mmer = popgym.mmer(cell["returns"], task)
+    print(f"{task} {core:6s}: final norm {np.round(norm_final, 3)}, MMER norm "
+          f"{np.round(norm_mmer, 3)}; compile {cell['compile_s']:.0f}s run {cell['run_s']:.0f}s "
+          f"{cell['steps_per_s']:.0f} steps/s; load {cell['load']}", flush=True)
+    return cell
 
 
 def best_core(cells, args) -> str | None:

@@ -128,6 +128,26 @@ def scan_updates(update: Callable, state, num_updates: int, *, callback=None,
     return jax.lax.scan(body, state, jnp.arange(num_updates))
 
 
+def iterations_loop(init: Callable, iteration: Callable, summarise: Callable, *,
+                    iterations_per_update: int, num_updates: int, steps_per_update: int,
+                    unroll: int = 1) -> Loop:
+    """A `Loop` whose update is `iterations_per_update` calls of `iteration(state, i) ->
+    (state, metrics)` in one `lax.scan` (`i` counts iterations from the run's start, so
+    schedules resume exactly), `summarise`d into one metrics row (the replay learners:
+    DQN, DRQN, SAC). The state needs an `update` field."""
+
+    def update(state):
+        index = state.update * iterations_per_update + jnp.arange(iterations_per_update)
+        state, per_iter = jax.lax.scan(iteration, state, index, unroll=unroll)
+        return state._replace(update=state.update + 1), summarise(per_iter)
+
+    def run(state, num_updates: int, *, callback=None, callback_every: int = 1):
+        return scan_updates(update, state, num_updates, callback=callback,
+                            callback_every=callback_every)
+
+    return Loop(init, run, num_updates, steps_per_update)
+
+
 def train_loop(loop: Loop, rng, *, callback=None, callback_every: int = 1) -> Result:
     """All of `loop`'s updates from `rng`: what every `train` returns, with the first
     update where something went non-finite in `Result.diverged_at` (-1: none)."""

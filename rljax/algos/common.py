@@ -107,6 +107,19 @@ def episode_metrics(episode_return, episode_length, done) -> dict:
     }
 
 
+def episode_row(per_iter: dict) -> dict:
+    """Per-iteration episode metrics `[K]` (and `env_steps`) -> one log row: the episode
+    return and length averaged over the episodes that ended (weighted by their count),
+    NaN if none did; the episode count; the last iteration's env steps."""
+    n = per_iter["episodes"]
+    total = jnp.sum(n)
+    weighted = lambda x: jnp.where(total > 0, jnp.sum(jnp.where(n > 0, x * n, 0.0)) /
+                                   jnp.maximum(total, 1), jnp.nan)
+    return {"episode_return": weighted(per_iter["episode_return"]),
+            "episode_length": weighted(per_iter["episode_length"]),
+            "episodes": total, "env_steps": per_iter["env_steps"][-1]}
+
+
 def trajectory_metrics(traj: Trajectory) -> dict:
     return episode_metrics(traj.episode_return, traj.episode_length, traj.done)
 

@@ -64,15 +64,20 @@ class ActorCriticConfig(EnvConfig):
         return self.total_steps // (self.num_envs * self.num_steps)
 
     def validate(self):
-        if self.num_updates < 1:
-            raise ValueError(
-                f"total_steps={self.total_steps} is less than one update of "
-                f"num_envs * num_steps = {self.num_envs * self.num_steps} steps")
+        check_updates(self)
         bad = [h for h in self.hidden_sizes + self.head_sizes if h < 1]
         if bad:
             raise ValueError(f"hidden_sizes and head_sizes must be >= 1, got {bad}")
         nets.initial_carry(self.core, self.core_size, 1)   # names a bad core kind
         nets.policy_head(make_env(self)[2], self.policy)  # a policy that fits the action space
+
+
+def check_updates(config) -> None:
+    """At least one update of `num_envs * num_steps` env steps fits in `total_steps`."""
+    if config.num_updates < 1:
+        raise ValueError(
+            f"total_steps={config.total_steps} is less than one update of "
+            f"num_envs * num_steps = {config.num_envs * config.num_steps} steps")
 
 
 def make_agent(config: ActorCriticConfig, spec: EnvSpec):

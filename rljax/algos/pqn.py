@@ -85,10 +85,7 @@ class Config(common.EnvConfig):
         return self.total_steps // (self.num_envs * self.num_steps)
 
     def validate(self):
-        if self.num_updates < 1:
-            raise ValueError(
-                f"total_steps={self.total_steps} is less than one update of "
-                f"num_envs * num_steps = {self.num_envs * self.num_steps} steps")
+        onpolicy.check_updates(self)
         nets.initial_carry(self.core, self.core_size, 1)   # names a bad core kind
         onpolicy.check_minibatches(self, self.num_minibatches)
         if common.make_env(self)[2].num_actions is None:

@@ -28,7 +28,7 @@ import optax
 
 from rljax import agents, losses, nets, normalize, returns
 from rljax.algos import common
-from rljax.algos.base import Loop, scan_updates
+from rljax.algos.base import Loop, iterations_loop
 from rljax.buffers import (ReplayStep, importance_weights, make_prioritised_sequence_buffer,
                            make_sequence_buffer, replay_steps)
 from rljax.config import (at_least, config_class, each, non_negative, one_of, positive,
@@ -271,18 +271,11 @@ def _nan_metrics():
 
 def _summarise(per_iter: dict) -> dict:
     """Per-iteration metrics `[K]` -> one log row."""
-    n = per_iter["episodes"]
-    total = jnp.sum(n)
-    weighted = lambda x: jnp.where(total > 0, jnp.sum(jnp.where(n > 0, x * n, 0.0)) /
-                                   jnp.maximum(total, 1), jnp.nan)
-    row = {"episode_return": weighted(per_iter["episode_return"]),
-           "episode_length": weighted(per_iter["episode_length"]),
-           "episodes": total}
+    row = common.episode_row(per_iter)
     for name in ("loss", "q_mean", "td_abs", "grad_norm", "beta"):
         if name in per_iter:
             row[name] = jnp.nanmean(per_iter[name])
     row["epsilon"] = per_iter["epsilon"][-1]
-    row["env_steps"] = per_iter["env_steps"][-1]
     return row
 
 
@@ -386,13 +379,6 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
                "env_steps": jnp.asarray(steps_after, jnp.float32)}
         return state._replace(train_state=train_state, target_params=target), out
 
-    def update(state: QLoopState):
-        index = state.update * iters_per_log + jnp.arange(iters_per_log)
-        state, per_iter = jax.lax.scan(iteration, state, index, unroll=cfg.unroll)
-        return state._replace(update=state.update + 1), _summarise(per_iter)
-
-    def run(state: QLoopState, num_updates: int, *, callback=None, callback_every: int = 1):
-        return scan_updates(update, state, num_updates, callback=callback,
-                            callback_every=callback_every)
-
-    return Loop(init, run, cfg.num_updates, cfg.log_every)
+    return iterations_loop(init, iteration, _summarise, iterations_per_update=iters_per_log,
+                           num_updates=cfg.num_updates, steps_per_update=cfg.log_every,
+                           unroll=cfg.unroll)

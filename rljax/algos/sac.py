@@ -47,7 +47,7 @@ import optax
 
 from rljax import agents, losses, nets, normalize
 from rljax.algos import common
-from rljax.algos.base import Loop, scan_updates, train_loop
+from rljax.algos.base import Loop, iterations_loop, train_loop
 from rljax.buffers import ReplayStep, make_sequence_buffer, replay_steps
 from rljax.config import (at_least, config_class, each, non_negative, one_of, positive,
                           preset_function, probability, static, traced)
@@ -272,14 +272,7 @@ METRICS = ("critic_loss", "actor_loss", "alpha_loss", "q_mean", "entropy", "alph
 
 def _summarise(per_iter: dict) -> dict:
     """Per-iteration metrics `[K]` -> one log row (episode stats weighted by count)."""
-    n = per_iter["episodes"]
-    total = jnp.sum(n)
-    weighted = lambda x: jnp.where(total > 0, jnp.sum(jnp.where(n > 0, x * n, 0.0)) /
-                                   jnp.maximum(total, 1), jnp.nan)
-    row = {"episode_return": weighted(per_iter["episode_return"]),
-           "episode_length": weighted(per_iter["episode_length"]), "episodes": total,
-           "env_steps": per_iter["env_steps"][-1]}
-    return {**row, **{k: jnp.nanmean(per_iter[k]) for k in METRICS}}
+    return {**common.episode_row(per_iter), **{k: jnp.nanmean(per_iter[k]) for k in METRICS}}
 
 
 # --------------------------------------------------------------------------- the loop
@@ -349,16 +342,9 @@ def loop(config: Config) -> Loop:
         return state._replace(train_state=train_state._replace(params=params),
                               target_critic=target), out
 
-    def update(state: SACState):
-        index = state.update * iters_per_log + jnp.arange(iters_per_log)
-        state, per_iter = jax.lax.scan(iteration, state, index, unroll=cfg.unroll)
-        return state._replace(update=state.update + 1), _summarise(per_iter)
-
-    def run(state: SACState, num_updates: int, *, callback=None, callback_every: int = 1):
-        return scan_updates(update, state, num_updates, callback=callback,
-                            callback_every=callback_every)
-
-    return Loop(init, run, cfg.num_updates, cfg.log_every)
+    return iterations_loop(init, iteration, _summarise, iterations_per_update=iters_per_log,
+                           num_updates=cfg.num_updates, steps_per_update=cfg.log_every,
+                           unroll=cfg.unroll)
 
 
 def train(config: Config, rng, *, callback=None, callback_every: int = 1) -> Result:

@@ -89,7 +89,8 @@ class _CardGame(environment.Environment):
 
     @property
     def episode_length(self) -> int:
-        raise NotImplementedError
+        """Steps per episode: one reward per card after the first (overridden where not)."""
+        return self.num_cards - 1
 
     @property
     def default_params(self) -> EnvParams:
@@ -107,6 +108,10 @@ class _CardGame(environment.Environment):
 
     def _deal(self, key):
         return _shuffled(key, self.num_decks) // 13, jnp.zeros((1,), jnp.int32)   # suits
+
+    def _obs(self, state, t):
+        """The suit of card `t`, one-hot `[4]` (overridden where the game shows more)."""
+        return jax.nn.one_hot(state.cards[t], 4, dtype=jnp.float32)
 
     def reset_env(self, key, params):
         cards, queries = self._deal(key)
@@ -129,13 +134,6 @@ class RepeatFirst(_CardGame):
         super().__init__()
         self.num_decks = num_decks
 
-    @property
-    def episode_length(self) -> int:
-        return self.num_cards - 1
-
-    def _obs(self, state, t):
-        return jax.nn.one_hot(state.cards[t], 4, dtype=jnp.float32)
-
     def _reward(self, state, t, action):
         return _pm(action == state.cards[0], 1.0 / (self.num_cards - 1))
 
@@ -148,13 +146,6 @@ class RepeatPrevious(_CardGame):
         if not 1 <= k < 52 * num_decks:
             raise ValueError(f"k must be in [1, {52 * num_decks}), got {k}")
         self.num_decks, self.k = num_decks, k
-
-    @property
-    def episode_length(self) -> int:
-        return self.num_cards - 1
-
-    def _obs(self, state, t):
-        return jax.nn.one_hot(state.cards[t], 4, dtype=jnp.float32)
 
     def _reward(self, state, t, action):
         target = state.cards[jnp.maximum(t - self.k + 1, 0)]
@@ -200,10 +191,6 @@ class CountRecall(_CardGame):
         self.num_kinds = self.KINDS[kind][0]
         self.num_obs = 2 * self.num_kinds
         self.n_actions = self.num_cards // self.num_kinds + 1
-
-    @property
-    def episode_length(self) -> int:
-        return self.num_cards - 1
 
     def _category(self, cards):
         d, div = self.KINDS[self.kind]
