@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 from typing import NamedTuple, Sequence
 
 import gymnax
 import numpy as np
 
 from rljax.envs import popgym, wrappers
+from rljax.envs.suites import replace_fields
 
 # Named partially observable variants: (base id, observation indices kept, what it hides).
 POMDP_VARIANTS: dict[str, tuple[str, tuple[int, ...], str]] = {
@@ -19,20 +21,29 @@ POMDP_VARIANTS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "MountainCar-P-v0": ("MountainCar-v0", (0,), "position; velocity hidden"),
     "MountainCarContinuous-P-v0": ("MountainCarContinuous-v0", (0,), "position; velocity hidden"),
 }
-BRAX_PREFIX = "brax/"   # `brax/inverted_pendulum`: a Brax env (the `rljax[brax]` extra)
+# Optional env suites, one module each (`rljax.envs.suites` says what a module defines):
+# `brax/NAME`, `xminigrid/<id>`, `craftax/<name>`, each behind an extra of that name.
+SUITES = ("rljax.envs.brax_envs", "rljax.envs.xminigrid_envs", "rljax.envs.craftax_envs")
 
 # bsuite MemoryChain at set memory lengths (gymnax reads `memory_length` from EnvParams).
 MEMORY_CHAIN_VARIANTS: dict[str, int] = {
     f"MemoryChain-bsuite-L{n}": n for n in (5, 10, 30, 50, 100, 200)}
 
 
+def _suites():
+    """The optional suites' modules (cheap: a suite's package is imported only when
+    one of its envs is made or listed)."""
+    return [importlib.import_module(name) for name in SUITES]
+
+
 def list_envs() -> list[str]:
     """Every env id `make` accepts: gymnax's registry, rljax's POMDP variants, the POPGym
-    tasks (`popgym/<Task>-<Easy|Medium|Hard>`), `MemoryChain-bsuite-L<n>`, and
-    `brax/NAME` for Brax's envs when the `rljax[brax]` extra is installed."""
-    from rljax.envs import brax_envs
+    tasks (`popgym/<Task>-<Easy|Medium|Hard>`), `MemoryChain-bsuite-L<n>`, and the ids
+    of the optional suites whose extra is installed: `brax/NAME` (`rljax[brax]`),
+    `xminigrid/<id>` (`rljax[xminigrid]`), `craftax/<name>` (`rljax[craftax]`)."""
+    suite_ids = [env_id for suite in _suites() for env_id in suite.env_ids()]
     return sorted([*gymnax.registered_envs, *POMDP_VARIANTS, *popgym.POPGYM_ENVS,
-                   *MEMORY_CHAIN_VARIANTS, *brax_envs.env_ids()])
+                   *MEMORY_CHAIN_VARIANTS, *suite_ids])
 
 
 def _unknown(env_id: str) -> ValueError:
@@ -59,7 +70,11 @@ def make(
     Args:
       env_id: a gymnax id (`"CartPole-v1"`), a POMDP variant (`"CartPole-P-v1"`), a POPGym
         task (`"popgym/RepeatFirst-Easy"`), a MemoryChain length (`"MemoryChain-bsuite-L30"`)
-        or a Brax env (`"brax/inverted_pendulum"`, needs `pip install rljax[brax]`).
+        or an env of an optional suite: Brax (`"brax/inverted_pendulum"`, needs
+        `pip install rljax[brax]`), xminigrid (`"xminigrid/MiniGrid-MemoryS8"`,
+        `rljax[xminigrid]`) or Craftax (`"craftax/Craftax-Classic-Symbolic-v1"`,
+        `rljax[craftax]`); without its extra, such an id raises a one-line `ValueError`
+        saying what to install.
       max_episode_steps: time limit; the cut is reported as `truncated`, never as
         `terminated` (sets the env params' `max_steps_in_episode`).
       obs_indices: keep only these observation features (a custom POMDP).
@@ -68,7 +83,8 @@ def make(
         reward to the observation, zero at an episode start.
       episode_stats: report each finished episode's return and length in `info`.
       params: overrides of the env params' fields (`{"memory_length": 20}` for
-        MemoryChain-bsuite); an unknown field is named in a `ValueError`.
+        MemoryChain-bsuite; xminigrid's and Craftax's own params for their envs); an
+        unknown field is named in a `ValueError`.
       **env_kwargs: passed to the env constructor (`size=12` for DeepSea-bsuite; Brax:
         `brax.envs.get_environment`).
 
@@ -76,13 +92,13 @@ def make(
     agent's action (an unbounded Gaussian sample, say) is clipped into the bounds, so
     every wrapper and the env see an in-bound action.
     """
-    if env_id.startswith(BRAX_PREFIX):
-        from rljax.envs import brax_envs
-        if params:
-            raise ValueError(f"{env_id}: Brax envs take no env params overrides")
-        env, env_params = brax_envs.make(env_id[len(BRAX_PREFIX):], **env_kwargs)
-        return _wrap(env, env_params, env_id, max_episode_steps, obs_indices, history,
-                     prev_action, prev_reward, episode_stats)
+    for suite in _suites():
+        if env_id.startswith(suite.PREFIX):
+            if suite.available() and env_id not in suite.env_ids():
+                raise _unknown(env_id)
+            env, env_params = suite.make(env_id[len(suite.PREFIX):], params, **env_kwargs)
+            return _wrap(env, env_params, env_id, max_episode_steps, obs_indices, history,
+                         prev_action, prev_reward, episode_stats)
     if env_id in POMDP_VARIANTS:
         base_id, indices, _ = POMDP_VARIANTS[env_id]
         if obs_indices is not None:
@@ -108,12 +124,7 @@ def make(
                          f"{str(e).splitlines()[0]}") from None
     if env_id in MEMORY_CHAIN_VARIANTS:
         env_params = dataclasses.replace(env_params, memory_length=MEMORY_CHAIN_VARIANTS[env_id])
-    if params:
-        known = {f.name for f in dataclasses.fields(env_params)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"{env_id} has no env params {unknown}; its params are {sorted(known)}")
-        env_params = dataclasses.replace(env_params, **params)
+    env_params = replace_fields(env_id, env_params, params)
     return _wrap(env, env_params, env_id, max_episode_steps, obs_indices, history,
                  prev_action, prev_reward, episode_stats)
 
