@@ -20,10 +20,14 @@ from tests.algos.test_contract import TINY
 # one env per observation kind: [F], [R, C], [H, W, C] image, [] scalar; and a Box action space
 KINDS = ["CartPole-v1", "Catch-bsuite", "Breakout-MinAtar", "FrozenLake-misc", "Pendulum-v1"]
 
-# Brax envs all go through one adapter (rljax.envs.brax_envs) and compile for tens of
-# seconds each on CPU: one of them stands for all (the others are listed by `rljax list`
-# when the extra is installed and differ only in their physics).
-ENV_IDS = [e for e in envs.list_envs() if not e.startswith("brax/") or e == "brax/inverted_pendulum"]
+# The optional suites' envs (Brax, xminigrid, Craftax) each go through one adapter
+# (rljax.envs.brax_envs, ...) and compile for tens of seconds on CPU: one env per suite
+# stands for all (the others are listed by `rljax list` when the extra is installed and
+# differ only in their dynamics); tests/test_env_extras.py tests xminigrid and Craftax.
+SUITE_STAND_INS = {"brax/": "brax/inverted_pendulum", "xminigrid/": "xminigrid/MiniGrid-MemoryS8",
+                   "craftax/": "craftax/Craftax-Classic-Symbolic-v1"}
+ENV_IDS = [e for e in envs.list_envs()
+           if all(not e.startswith(prefix) or e == one for prefix, one in SUITE_STAND_INS.items())]
 
 
 def _one_update(name, env_id, **changes):
