@@ -141,6 +141,9 @@ def test_xminigrid_from_the_command(tmp_path, capsys):
 @needs_craftax
 def test_craftax_truncation_termination_final_observation_and_auto_reset():
     assert {CRAFTAX, "craftax/Craftax-Symbolic-v1"} <= set(envs.list_envs())
+    full, full_params = envs.make("craftax/Craftax-Symbolic-v1")   # built, not compiled here
+    assert envs.spec(full, full_params) == envs.EnvSpec(obs_shape=(8268,), num_actions=43)
+    assert full_params.max_steps_in_episode == 100000
     env, params = envs.make(CRAFTAX, max_episode_steps=3)
     assert envs.spec(env, params) == envs.EnvSpec(obs_shape=(1345,), num_actions=17)
     assert env.default_params.max_steps_in_episode == 10000

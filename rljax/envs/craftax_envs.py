@@ -6,7 +6,7 @@ envs look like gymnax's but step with the older five values
 (`state.timestep >= params.max_timesteps`). Here rljax builds the env without
 Craftax's auto-reset (`make_craftax_env_from_name(name, auto_reset=False)`), sets
 Craftax's own `max_timesteps` out of reach so its `done` is a real terminal only
-(dead, or in lava) and:
+(Classic: dead or in lava; Craftax: dead or the final boss beaten) and:
 
 - `terminated` is that terminal;
 - `truncated` is rljax's time limit `params.max_steps_in_episode` (default Craftax's
