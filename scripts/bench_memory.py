@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
 
 import jax
@@ -24,6 +22,7 @@ import numpy as np
 
 from rljax import nets
 from rljax.algos import ppo
+from rljax.bench import machine
 from rljax.envs import popgym
 from rljax.metrics import final_return
 
@@ -62,14 +61,6 @@ machine (1-minute load average 2.5-8.1 over the runs, logged per cell): the BPTT
 """
 COLORS = dict(zip(CORES, ["0.5", "C0", "C1", "C2", "C3", "C4", "C5"]))
 
-
-def machine() -> str:
-    try:
-        model = [l.split(":", 1)[1].strip() for l in subprocess.check_output(["lscpu"], text=True).splitlines()
-                 if l.startswith("Model name")][0]
-    except Exception:  # noqa: BLE001 - best effort description
-        model = platform.processor()
-    return f"{model}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}"
 
 
 def load() -> str:

@@ -38,7 +38,13 @@ def experiments(name: str, steps: int) -> list[tuple[str, str, object]]:
                  pqn.preset("recurrent", env_id="CartPole-P-v1", total_steps=steps)),
                 ("DRQN + prioritised sequence replay CartPole-P-v1 (untuned)", "drqn",
                  drqn.Config(total_steps=steps, n_step=3, double_q=True, prioritised=True,
-                             period=10))]
+                             period=10)),
+                # Changed by hand from the defaults, no search: a replay of 100 full-length
+                # episodes (the default 10k steps holds two per env),
+                # a faster lr, ε annealed over the first 20% of the run.
+                ("DRQN CartPole-P-v1 (hand-tuned: buffer 50k, lr 1e-3, exploration 0.2)", "drqn",
+                 drqn.Config(total_steps=steps, n_step=3, double_q=True, buffer_size=50_000,
+                             lr=1e-3, exploration_fraction=0.2))]
     if name == "minatar":
         rows = []
         for env_id in ("Breakout-MinAtar", "SpaceInvaders-MinAtar"):
@@ -73,7 +79,8 @@ def run(row: str, algo_name: str, cfg, seeds: int) -> dict:
     m = {k: np.asarray(v) for k, v in result.metrics.items()}
     final = final_return(m["episode_return"])
     print(f"{row}: {wall:.0f}s, final {np.round(final, 1)}, greedy {np.round(greedy, 1)}", flush=True)
-    return dict(name=row, algo=algo_name, cfg=repr(cfg), wall=wall, greedy=greedy.tolist(),
+    return dict(name=row, algo=algo_name, cfg=repr(cfg), wall=wall, seeds=seeds,
+                steps=cfg.total_steps, load=os.getloadavg()[0], greedy=greedy.tolist(),
                 final=final.tolist(), env_steps=m["env_steps"][0].tolist(),
                 curve=np.nanmean(m["episode_return"], 0).tolist(),
                 curve_min=np.nanmin(m["episode_return"], 0).tolist(),
@@ -88,17 +95,21 @@ def write(experiment: str, results: list[dict], args) -> None:
         f"jax {jax.__version__} on {jax.devices()[0].platform}; load average at the end "
         f"{os.getloadavg()[0]:.1f} (wall times are upper bounds).",
         f"Produced by `python scripts/learn_learners.py {experiment} --seeds {args.seeds} "
-        f"--steps {args.steps}`.", "",
+        f"--steps {args.steps}` (rows rerun alone with `--only`). *Load*: the 1-minute load "
+        "average when the row ended.", "",
         "*Final*: mean training return over the last 10% of updates (`rljax.metrics."
         "final_return`, with the run's exploration). *Greedy*: 20 greedy episodes per seed "
         "after training. Every seed in brackets, seed 0 first.", "",
-        "| run | env steps | seeds | final (every seed) | greedy (every seed) | wall s |",
-        "|---|---|---|---|---|---|",
+        "| run | env steps | seeds | final (every seed) | greedy (every seed) | wall s | load |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         fmt = lambda xs: f"{np.nanmean(xs):.1f} ({', '.join(f'{x:.0f}' for x in xs)})"
-        lines.append(f"| {r['name']} | {args.steps} | {args.seeds} | {fmt(r['final'])} | "
-                     f"{fmt(r['greedy'])} | {r['wall']:.0f} |")
+        lines.append(f"| {r['name']} | {r.get('steps', args.steps)} | {r.get('seeds', args.seeds)} | "
+                     f"{fmt(r['final'])} | {fmt(r['greedy'])} | {r['wall']:.0f} | "
+                     f"{r['load']:.1f} |" if "load" in r else
+                     f"| {r['name']} | {args.steps} | {args.seeds} | {fmt(r['final'])} | "
+                     f"{fmt(r['greedy'])} | {r['wall']:.0f} | |")
     lines += ["", "Configs:", ""] + [f"- {r['name']}: `{r['cfg']}`" for r in results] + [""]
     with open(base + ".md", "w") as f:
         f.write("\n".join(lines))
@@ -129,10 +140,15 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     results = []
+    path = os.path.join(args.out, f"learners_{args.experiment}.json")
+    if args.only and os.path.exists(path):      # keep the rows this call does not rerun
+        with open(path) as f:
+            results = json.load(f)
     for row, algo_name, cfg in experiments(args.experiment, args.steps):
         if args.only and not any(s in row for s in args.only):
             continue
-        results.append(run(row, algo_name, cfg, args.seeds))
+        new = run(row, algo_name, cfg, args.seeds)
+        results = [r for r in results if r["name"] != row] + [new]
         write(args.experiment, results, args)
 
 

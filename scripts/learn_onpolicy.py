@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
 
 import jax
 import numpy as np
 
 from rljax.algos import a2c, ppo, reinforce, seed_keys
+from rljax.bench import machine
 from rljax.metrics import final_return, smooth
 
 RUNS = {
@@ -32,14 +31,6 @@ RUNS = {
     "reinforce": (reinforce, lambda: reinforce.preset("rlplay")),
 }
 
-
-def machine() -> str:
-    try:
-        model = [l.split(":", 1)[1].strip() for l in subprocess.check_output(["lscpu"], text=True).splitlines()
-                 if l.startswith("Model name")][0]
-    except Exception:  # noqa: BLE001 - best effort description
-        model = platform.processor()
-    return f"{model}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}"
 
 
 def main() -> None:

@@ -66,3 +66,32 @@ def test_recurrent_cnn_agent_passes_the_masked_reset_equivalence(core):
             carry, (d, v) = apply(params, carry, x[t:t + 1, b:b + 1], no_reset)
             np.testing.assert_allclose(v[0, 0], value[t, b], rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(d.logits[0, 0], dist.logits[t, b], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel,stride,shape", [(3, 1, (10, 10, 4)), (4, 2, (11, 9, 3)),
+                                                 (8, 4, (84, 84, 2))])
+def test_conv_equals_lax_conv_values_and_gradients(kernel, stride, shape):
+    """The im2col convolution (patches @ kernel) is `lax.conv_general_dilated` (VALID),
+    outputs and gradients, with flax.linen.Conv's parameters."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(5, *shape)), jnp.float32)
+    conv = nets.cnn.Conv(6, kernel, stride)
+    params = conv.init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, params["params"]) == {
+        "kernel": (kernel, kernel, shape[-1], 6), "bias": (6,)}
+
+    def reference(p, x):
+        y = jax.lax.conv_general_dilated(x, p["params"]["kernel"], (stride, stride), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + p["params"]["bias"]
+
+    params = jax.tree.map(lambda a: a + 0.1, params)              # a non-zero bias too
+    np.testing.assert_allclose(conv.apply(params, x), reference(params, x), rtol=1e-5, atol=1e-5)
+    loss = lambda f: jax.grad(lambda p, x: jnp.sum(jnp.sin(f(p, x))), argnums=(0, 1))(params, x)
+    for a, b in zip(jax.tree.leaves(loss(conv.apply)), jax.tree.leaves(loss(reference))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_that_does_not_fit_is_one_line():
+    with pytest.raises(ValueError, match="does not fit 2x2"):
+        nets.cnn.Conv(4, 3).init(jax.random.key(0), jnp.zeros((1, 2, 2, 1)))
