@@ -59,6 +59,12 @@ def _configs():
                       "pqn", lambda s: pqn.Config(total_steps=s), 1, 500_000),
         "pqn-8": Case("PQN, same config, 8 vmapped seeds", "pqn",
                       lambda s: pqn.Config(total_steps=s), 8, 500_000),
+        "ppo-minatar-cnn": Case("PPO Breakout-MinAtar, CNN torso (3x3x16), 64x128, 1 seed", "ppo",
+                                lambda s: ppo.Config(env_id="Breakout-MinAtar", num_envs=64,
+                                                     torso="cnn", total_steps=s), 1, 262_144),
+        "pqn-minatar-cnn": Case("PQN Breakout-MinAtar, CNN torso (3x3x16), 32x64, 1 seed", "pqn",
+                                lambda s: pqn.Config(env_id="Breakout-MinAtar", torso="cnn",
+                                                     total_steps=s), 1, 262_144),
     }
 
 
