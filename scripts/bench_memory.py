@@ -308,7 +308,8 @@ def write_report(args, cells, bptt, chains, best, total_s, load_start, load_end,
         f"**Results** (PPO, {args.seeds} vmapped seeds, {args.steps:,} env steps per seed, "
         f"16 envs x {args.num_steps}-step rollouts, width {args.width}; normalised return = "
         "(R - R_min) / (R_opt - R_min), so a uniformly random policy scores 0.25 on the suit "
-        "games, ~0.04 on CountRecall-Easy and ~0.11 on StatelessCartPole-Easy):",
+        "games (RepeatFirst, RepeatPrevious, Autoencode), ~0.04 on CountRecall-Easy and ~0.11 "
+        "on the two CartPole tasks):",
         "",
         "| task | core | final norm. return, mean ± sd | per seed | MMER norm. (mean) | env steps/s | compile s | run s |",
         "|---|---|---|---|---|---|---|---|",
@@ -342,7 +343,9 @@ def write_report(args, cells, bptt, chains, best, total_s, load_start, load_end,
               f"Whole script: {total_s / 60:.1f} min. Produced by "
               f"`python scripts/bench_memory.py --steps {args.steps} --seeds {args.seeds}`"
               + (f", then `--chain-only --chain-steps {chains[-1]['steps']}` for the longer MemoryChain "
-                 "run. " if chains else ". ") +
+                 "run" if chains else "")
+              + (f", then `--add-tasks` for {', '.join(t.replace('popgym/', '') for t in args.tasks[3:])}"
+                 if len(args.tasks) > 3 else "") + ". " +
               "Final return = NaN-aware mean over the last 10% of updates, per seed; MMER = the "
               "best per-update mean return (POPGym). Seeds are keys split from key 0. "
               "Figure: memory.png (learning curves, mean of seeds; BPTT cost).", ""]
