@@ -30,34 +30,53 @@ CORES = ["none", "gru", "lstm", "mingru", "lru", "s5", "ffm"]
 TASKS = ["popgym/RepeatPrevious-Easy", "popgym/CountRecall-Easy", "popgym/StatelessCartPole-Easy"]
 CHAIN = "MemoryChain-bsuite-L100"
 CHAIN_BOUNDS = popgym.ReturnBounds(-1.0, 0.0, 1.0)
-# Written by hand from the run committed in benchmarks/ (2026-11-21; 262,144 steps per
-# seed, then `--chain-only --chain-steps 524288`); update them when the numbers change.
+# Written by hand from the runs committed in benchmarks/ (262,144 steps per seed; then
+# `--chain-only --chain-steps 524288`; then `--add-tasks` for the last three tasks on
+# 2026-12-05); update them when the numbers change.
 NOTES = """
 - **Recall over a fixed lag** (RepeatPrevious-Easy, MemoryChain): start with `ffm`, `lru` or
   `s5`. All three solved RepeatPrevious-Easy within 262k steps (0.96-1.00 normalised;
   `gru` 0.74, `lstm` 0.71, `mingru` 0.60, feedforward 0.25 = random), and `s5` solved
   MemoryChain with a 100-step gap (0.98 mean return over 3 seeds at 524k steps).
+- **Recall from the episode start** (RepeatFirst-Easy): `lstm` (0.97) and `gru` (0.79)
+  solved it; the linear cores stayed near random (`ffm` 0.33, `mingru`, `lru`, `s5`
+  0.26-0.27). Holding one value unchanged for 51 steps is what a gated core does well;
+  the linear cores' diagonal recurrences, initialised to decay, did not learn to keep it
+  at this budget.
 - **Counting** (CountRecall-Easy): `lstm`, `s5` and `gru` were ahead (0.18-0.19
   normalised), `lru` barely moved (0.06). Nothing solved it at this budget (see below).
 - **Hidden velocities** (StatelessCartPole-Easy): every recurrent core reached the
-  maximum return (MMER 1.00 for all; final 0.93-0.99); feedforward stayed at 0.24.
+  maximum return (MMER 1.00 for all; final 0.93-0.99); feedforward stayed at 0.24. With
+  noise on the observations (NoisyStatelessCartPole-Easy) the gated cores lead (`lstm`
+  0.65, `gru` 0.64) ahead of the linear ones (0.51-0.59); feedforward 0.25.
+- **Overall**: `lstm` has the best mean over the six tasks (final 0.617, MMER 0.689;
+  `gru` 0.598 / 0.677), the linear cores follow (`ffm` 0.546, `s5` 0.532, `lru` 0.512,
+  `mingru` 0.450): they win the fixed-lag recall, lose the long hold. Pick a gated core
+  by default, a linear one (`ffm`, `s5`) for recall over fixed lags or long sequences.
 - **Cost**: on this 2-core CPU the parallel scan buys no speed. One forward+backward
   costs about 10-40 us per step for every core, roughly flat in T up to 512; `lru`/`s5`
-  double per step at T = 1024 (not profiled). PPO env steps/s
-  with a linear core (28k-99k) were in the range of `gru` (35k-72k) and above `lstm`
-  (29k-36k). The `O(log T)` depth of `associative_scan` pays on a parallel accelerator,
-  which this benchmark did not measure. `mingru` is the cheapest per step, but learned
-  the slowest of the recurrent cores here.
+  double per step at T = 1024. At T = 1024 no linear core is 3x faster than `gru`
+  (`mingru` 9.5 us vs 15.2 us; `lru`/`s5` 35-39 us): on a CPU the associative scan does
+  about twice the work of a sequential scan (O(T) combines in O(log T) rounds, each
+  round a full pass over the carry, `[B, 2, H]` complex for `lru`/`s5`), and two cores
+  leave little of the O(log T) depth to exploit, while `gru`'s sequential loop has a
+  hand-written backward pass. PPO env steps/s with a linear core (28k-99k) were in the
+  range of `gru` (35k-72k) and above `lstm` (24k-36k). The `O(log T)` depth pays on a
+  parallel accelerator, which this benchmark did not measure (no GPU was lent).
 
-**What failed or is missing.** CountRecall-Easy was not solved by any core (best 0.19
+**What failed or is missing.** Autoencode-Easy was learned by no core (every core and
+feedforward at 0.25-0.27 = random: reciting 52 suits in reverse needs more than
+262k steps and a width of 64), so "every recurrent core beats feedforward on every task" holds on five of the
+six tasks, not on Autoencode. CountRecall-Easy was not solved by any core (best 0.19
 normalised vs 0.04 random and 1.0 optimal; the curves of gru, lstm and s5 were still
-rising, so it needs a larger budget than we could spend here). MemoryChain-L100 at 131k steps was not solved either (returns -0.17, -0.07,
-0.41); it needed 524k. Only the Easy levels, one layer (`core_layers=1`; the algorithm
-configs do not pass `core_layers` yet), width 64, 3 seeds and one PPO setting for all
+rising, so it needs a larger budget than we could spend here). MemoryChain-L100 at 131k
+steps was not solved either (returns -0.17, -0.07, 0.41); it needed 524k. Only the Easy
+levels, one layer (`core_layers=1`), width 64, 3 seeds and one PPO setting for all
 cores (lr 1e-3 annealed, 4 epochs x 4 minibatches, 16 envs x 64 steps), untuned: a
-ranking at this budget, not a verdict. Timings were taken while other jobs loaded the
-machine (1-minute load average 2.5-8.1 over the runs, logged per cell): the BPTT medians jitter by about 30 %
-(e.g. `lstm` at T = 256 above T = 512).
+ranking at this budget, not a verdict. Timings of the first three tasks were taken
+while other jobs loaded the machine (1-minute load average 2.5-8.1, logged per cell),
+the last three at 0.8-1.8: the BPTT medians jitter by about 30 % (e.g. `lstm` at
+T = 256 above T = 512).
 """
 COLORS = dict(zip(CORES, ["0.5", "C0", "C1", "C2", "C3", "C4", "C5"]))
 
@@ -121,7 +140,12 @@ def plot(cells, tasks, cores, bptt, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(4.2 * (len(tasks) + 1), 3.6))
+    cols = min(4, len(tasks) + 1)
+    rows = -(-(len(tasks) + 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    axes = list(axes.flat)
+    for ax in axes[len(tasks) + 1:]:
+        ax.axis("off")
     for ax, task in zip(axes, tasks):
         for core in cores:
             cell = cells.get((core, task))
@@ -134,7 +158,7 @@ def plot(cells, tasks, cores, bptt, path):
         ax.set_ylabel("normalised return (mean of seeds)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    ax = axes[-1]
+    ax = axes[len(tasks)]
     for kind, per_t in bptt.items():
         ts = sorted(per_t)
         ax.plot(ts, [1e6 * per_t[t] for t in ts], marker="o", label=kind, color=COLORS.get(kind))
@@ -326,13 +350,13 @@ def write_report(args, cells, bptt, chains, best, total_s, load_start, load_end,
     for kind, per_t in bptt.items():
         lines.append(f"| {kind} | " + " | ".join(f"{1e6 * per_t[t]:.1f}" for t in args.bptt_lengths) + " |")
     for c in summaries:   # chain runs whose curves were not stored (final returns only)
-        lines += ["", f"**MemoryChain, memory length 100** (`{CHAIN}`, the best core above: "
+        lines += ["", f"**MemoryChain, memory length 100** (`{CHAIN}`, the best core of the first three tasks, "
                   f"`{c['core']}`, {c['steps']:,} steps per seed, 16 envs x 128-step rollouts): "
                   f"final return per seed {', '.join(f'{v:.2f}' for v in c['final'])} "
                   f"(random 0, optimal 1); run {c['run_s']:.0f} s."]
     for chain in chains:
         fin = final_return(chain["returns"])
-        lines += ["", f"**MemoryChain, memory length 100** (`{CHAIN}`, the best core above: "
+        lines += ["", f"**MemoryChain, memory length 100** (`{CHAIN}`, the best core of the first three tasks, "
                   f"`{chain['core']}`, {chain['steps']:,} steps per seed, 16 envs x 128-step rollouts): "
                   f"final return per seed {', '.join(f'{v:.2f}' for v in fin)} (random 0, optimal 1; "
                   f"MMER {', '.join(f'{v:.2f}' for v in popgym.mmer(chain['returns']))}); "
