@@ -224,13 +224,15 @@ def main() -> None:
         cells = {tuple(k.split("|")): _cell_from_json(v) for k, v in raw["cells"].items()}
         bptt = {k: {int(t): v for t, v in per_t.items()} for k, per_t in raw["bptt_s_per_step"].items()}
         chains = [_cell_from_json(c) for c in raw["chains"]]
+        args.added_tasks = raw["args"].get("added_tasks", [])
         new_tasks = [t for t in args.add_tasks if t not in args.tasks]
         for task in new_tasks:
             for core in args.cores:
                 cells[(core, task)] = train_and_print(core, task, args)
         if new_tasks:
             args.tasks = args.tasks + new_tasks
-            raw["args"]["tasks"] = args.tasks
+            args.added_tasks = args.added_tasks + new_tasks
+            raw["args"].update(tasks=args.tasks, added_tasks=args.added_tasks)
             raw["cells"] = {f"{c}|{t}": _cell_json(cell) for (c, t), cell in cells.items()}
             raw["load_end"] = load()
             with open(json_path, "w") as f:
@@ -368,8 +370,8 @@ def write_report(args, cells, bptt, chains, best, total_s, load_start, load_end,
               f"`python scripts/bench_memory.py --steps {args.steps} --seeds {args.seeds}`"
               + (f", then `--chain-only --chain-steps {chains[-1]['steps']}` for the longer MemoryChain "
                  "run" if chains else "")
-              + (f", then `--add-tasks` for {', '.join(t.replace('popgym/', '') for t in args.tasks[3:])}"
-                 if len(args.tasks) > 3 else "") + ". " +
+              + (f", then `--add-tasks {' '.join(getattr(args, 'added_tasks', []))}`"
+                 if getattr(args, "added_tasks", []) else "") + ". " +
               "Final return = NaN-aware mean over the last 10% of updates, per seed; MMER = the "
               "best per-update mean return (POPGym). Seeds are keys split from key 0. "
               "Figure: memory.png (learning curves, mean of seeds; BPTT cost).", ""]

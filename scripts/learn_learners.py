@@ -102,11 +102,9 @@ def write(experiment: str, results: list[dict], args) -> None:
     ]
     for r in results:
         fmt = lambda xs: f"{np.nanmean(xs):.1f} ({', '.join(f'{x:.0f}' for x in xs)})"
+        load = f"{r['load']:.1f}" if "load" in r else ""      # rows from before it was kept
         lines.append(f"| {r['name']} | {r.get('steps', args.steps)} | {r.get('seeds', args.seeds)} | "
-                     f"{fmt(r['final'])} | {fmt(r['greedy'])} | {r['wall']:.0f} | "
-                     f"{r['load']:.1f} |" if "load" in r else
-                     f"| {r['name']} | {args.steps} | {args.seeds} | {fmt(r['final'])} | "
-                     f"{fmt(r['greedy'])} | {r['wall']:.0f} | |")
+                     f"{fmt(r['final'])} | {fmt(r['greedy'])} | {r['wall']:.0f} | {load} |")
     lines += ["", "Configs:", ""] + [f"- {r['name']}: `{r['cfg']}`" for r in results] + [""]
     with open(base + ".md", "w") as f:
         f.write("\n".join(lines))
