@@ -35,10 +35,10 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from rljax import config as config_lib
+from rljax import parallel
 from rljax.config import StaticFieldError
 from rljax.metrics import final_return
 from rljax.seeds import seed_keys
@@ -223,9 +223,7 @@ def shard_members(tree, devices=None, axis_name: str = "members"):
     """Put a tree whose leaves have a leading member axis on `devices` (default: the
     local devices), sharded along that axis; its length must divide by the count."""
     devices = list(devices if devices is not None else jax.local_devices())
-    mesh = Mesh(np.asarray(devices), (axis_name,))
-    sharding = NamedSharding(mesh, P(axis_name))
-    return jax.device_put(tree, sharding)
+    return parallel.put_seeds(tree, Mesh(np.asarray(devices), (axis_name,)))
 
 
 # ----------------------------------------------------------------------------- results

@@ -132,3 +132,54 @@ def test_initialize_distributed_single_process_is_a_no_op(monkeypatch):
     assert sweep.initialize_distributed(num_processes=1) == 0
     with pytest.raises(ValueError, match="coordinator_address"):
         sweep.initialize_distributed(num_processes=2)
+
+
+# ----------------------------------------------------------------------------- seeds over devices
+
+SEED_CONFIG = ppo.Config(total_steps=2048, num_envs=4, num_steps=16, hidden_sizes=(8,))
+
+
+def test_seed_mesh_takes_the_most_devices_that_split_the_seeds():
+    assert parallel.seed_mesh(8).size == 4            # conftest: 4 forced CPU devices
+    assert parallel.seed_mesh(6).size == 3
+    assert parallel.seed_mesh(2).size == 2
+    assert parallel.seed_mesh(7).size == 1
+
+
+@pytest.mark.parametrize("seeds", [4, 8])
+def test_seeds_split_over_devices_equal_one_device(seeds):
+    """over_seeds runs each seed's own program: the same results as jit(vmap) on one
+    device (to float order), every seed on the device the mesh gives it."""
+    keys = jax.random.split(jax.random.key(3), seeds)
+    train = lambda k: ppo.train(SEED_CONFIG, k)
+    mesh = parallel.seed_mesh(seeds)
+    split = parallel.over_seeds(train, mesh)(parallel.put_seeds(keys, mesh))
+    one = jax.jit(jax.vmap(train))(keys)
+    leaf = jax.tree.leaves(split.train_state.params)[0]
+    assert len(leaf.sharding.device_set) == 4
+    for name in ("episode_return", "loss", "env_steps"):
+        np.testing.assert_allclose(split.metrics[name], one.metrics[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 split.train_state.params, one.train_state.params)
+
+
+def _python(code: str, env=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items()
+           if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") or (env and k in env)}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_use_cpu_cores_before_and_after_the_backend_starts():
+    done = _python("from rljax import parallel; print(parallel.use_cpu_cores(3)); "
+                   "import jax; print(jax.device_count())")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "3"]
+    kept = _python("from rljax import parallel; print(parallel.use_cpu_cores(3))",
+                   env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert kept.stdout.split() == ["2"], kept.stderr      # the user's count wins
+    late = _python("import jax, jax.numpy as jnp; jnp.zeros(1); from rljax import parallel; "
+                   "print(parallel.use_cpu_cores()); parallel.use_cpu_cores(3)")
+    assert late.stdout.split() == ["1"]                 # no count asked: what is in effect
+    assert "came after JAX started its backend with 1 CPU device(s)" in late.stderr

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rljax
+from rljax import parallel
 from rljax.algos import seed_keys
 from rljax.algos.base import NONFINITE_PARAMS, NONFINITE_REWARD, check_num_updates
 from rljax.algos.common import make_env
@@ -177,6 +179,16 @@ def _first_bad(metrics: dict, first_update: int) -> dict | None:
             "total_seeds": codes.shape[0]}
 
 
+class Timing(NamedTuple):
+    """How long a `rljax train` call took: compile (and init), training wall time, the
+    CPU time of training (all threads), and the devices the seeds were split over."""
+
+    compile_s: float
+    train_s: float
+    cpu_s: float
+    devices: int
+
+
 def train(args, console: Console) -> Path:
     record = build_train_record(args)
     algo = configs.get_algo(record["algo"])
@@ -214,8 +226,11 @@ def train(args, console: Console) -> Path:
     def segment_fn(n):
         fn = functools.partial(run, num_updates=n, callback=progress.callback if live else None,
                                callback_every=cb_every)
-        return jax.jit(jax.vmap(fn))
+        return parallel.over_seeds(fn, mesh)
 
+    mesh = parallel.seed_mesh(seeds)          # seeds split over the devices (CPU: cores)
+    state_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+        x.shape, x.dtype, sharding=parallel.seed_sharding(mesh)), state_like)
     programs = {n: segment_fn(n) for n in sorted(set(segments))}
     traced = {n: _checked(p.trace, state_like) for n, p in programs.items()}   # errors: exit 2
 
@@ -231,8 +246,10 @@ def train(args, console: Console) -> Path:
     with progress:
         compiled = {n: t.lower().compile() for n, t in traced.items()}
         if state is None:
-            state = jax.block_until_ready(jax.jit(init)(keys))
+            state = jax.jit(init)(keys)
+        state = jax.block_until_ready(parallel.put_seeds(state, mesh))
         compile_s = time.perf_counter() - t_start
+        cpu_start = time.process_time()
         progress.started(record["algo"])
         pieces = [] if done_metrics is None else [done_metrics]
         at = start
@@ -251,10 +268,11 @@ def train(args, console: Console) -> Path:
             if not live:
                 progress.advance(at * steps_per_update, _last_return(metrics))
         jax.block_until_ready(state)
-    train_s = time.perf_counter() - t_start - compile_s
+    timing = Timing(compile_s, time.perf_counter() - t_start - compile_s,
+                    time.process_time() - cpu_start, mesh.size)
     metrics = exact_steps(_concat(pieces), 0, steps_per_update)
     context = dict(console=console, run_dir=run_dir, record=record, config=config,
-                   metrics=metrics, compile_s=compile_s, train_s=train_s,
+                   metrics=metrics, timing=timing,
                    updates_run=metrics["env_steps"].shape[1] - start, tracker=tracker)
     if diverged is not None:
         _finish_diverged(diverged=diverged, **context)
@@ -349,8 +367,8 @@ def _return_rows(metrics, steps_per_update: int) -> list[tuple[str, str]]:
     return rows
 
 
-def _finish(*, console, run_dir, record, config, params, metrics, compile_s, train_s, updates_run,
-            tracker, fingerprint):
+def _finish(*, console, run_dir, record, config, params, metrics, timing, updates_run, tracker,
+            fingerprint):
     """Outputs in order of worth: params, metrics.csv, summary.txt, the plot, then the
     tracker; a write that fails names its path and what was written before it."""
     written = []
@@ -363,7 +381,7 @@ def _finish(*, console, run_dir, record, config, params, metrics, compile_s, tra
         written.append(f"{rundir.PARAMS}/")
         rundir.write_metrics(run_dir, metrics)
         written.append(rundir.METRICS)
-        rows = _summary_rows(run_dir, record, config, metrics, compile_s, train_s, updates_run)
+        rows = _summary_rows(run_dir, record, config, metrics, timing, updates_run)
         rundir.atomic_write(run_dir / rundir.SUMMARY, "".join(f"{k:14} {v}\n" for k, v in rows))
         written.append(rundir.SUMMARY)
         plots.learning_curve(metrics, run_dir / rundir.CURVE,
@@ -375,7 +393,7 @@ def _finish(*, console, run_dir, record, config, params, metrics, compile_s, tra
     _print_rows(console, "rljax train", rows)
 
 
-def _summary_rows(run_dir, record, config, metrics, compile_s, train_s, updates_run, extra=(),
+def _summary_rows(run_dir, record, config, metrics, timing, updates_run, extra=(),
                   finite_updates=None):
     seeds, updates = np.asarray(metrics["env_steps"]).shape
     steps = int(np.asarray(metrics["env_steps"])[0, -1]) if updates else 0
@@ -383,11 +401,15 @@ def _summary_rows(run_dir, record, config, metrics, compile_s, train_s, updates_
     return [
         ("run folder", str(run_dir)),
         ("algorithm", f"{record['algo']} on {config.env_id}"),
-        ("seeds", f"{seeds} (vmapped, base seed {record['seed']})"),
+        ("seeds", f"{seeds} (vmapped{f' over {timing.devices} devices' if timing.devices > 1 else ''}"
+                  f", base seed {record['seed']})"),
         ("updates", f"{updates} of {record['steps_per_update']:,} env steps per seed "
                     f"({steps:,} in all); one row of {rundir.METRICS} each"),
-        ("time", f"compile+init {compile_s:.1f} s, train {train_s:.1f} s"
-                 + (f", {steps_run * seeds / train_s:,.0f} env steps/s" if train_s > 0 else "")),
+        ("time", f"compile+init {timing.compile_s:.1f} s, train {timing.train_s:.1f} s "
+                 f"({timing.cpu_s:.1f} CPU-s)"
+                 + (f", {steps_run * seeds / timing.train_s:,.0f} env steps/s, "
+                    f"{steps_run * seeds / max(timing.cpu_s, 1e-9):,.0f} per CPU-s"
+                    if timing.train_s > 0 else "")),
         *extra,
         *_return_rows({k: np.asarray(v)[:, :finite_updates] for k, v in metrics.items()},
                       record["steps_per_update"]),
@@ -399,7 +421,7 @@ def _summary_rows(run_dir, record, config, metrics, compile_s, train_s, updates_
     ]
 
 
-def _finish_diverged(*, console, run_dir, record, config, metrics, compile_s, train_s, updates_run,
+def _finish_diverged(*, console, run_dir, record, config, metrics, timing, updates_run,
                      tracker, diverged):
     """Non-finite training: keep the metrics (and the last finite checkpoint), save no
     params, say where it went wrong in one line (exit status 3)."""
@@ -420,7 +442,7 @@ def _finish_diverged(*, console, run_dir, record, config, metrics, compile_s, tr
     try:
         rundir.write_metrics(run_dir, metrics)
         written.append(rundir.METRICS)
-        rows = _summary_rows(run_dir, record, config, metrics, compile_s, train_s, updates_run, extra,
+        rows = _summary_rows(run_dir, record, config, metrics, timing, updates_run, extra,
                              finite_updates=u)
         rundir.atomic_write(run_dir / rundir.SUMMARY, "".join(f"{k:14} {v}\n" for k, v in rows))
         written.append(rundir.SUMMARY)

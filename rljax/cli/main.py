@@ -29,6 +29,13 @@ from rich.console import Console
 from rich.table import Table
 
 import rljax
+from rljax import parallel
+
+# Before anything starts JAX's backend (the imports below do, through gymnax): one CPU
+# device per core, so that many seeds run on all cores (rljax.parallel.use_cpu_cores;
+# a count set in XLA_FLAGS or JAX_NUM_CPU_DEVICES is kept).
+parallel.use_cpu_cores()
+
 from rljax.cli import loggers, plot_command, sweep_command
 from rljax.cli.configs import ALGOS, DEFAULT_ALGO, UsageError
 
