@@ -167,15 +167,19 @@ def main(argv=None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every case's env steps")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/bench.md")
-    parser.add_argument("--parts", action="store_true",
-                        help="where one PPO update's time goes, and its compute ceiling "
-                             "(rljax.profiling)")
+    parser.add_argument("--parts", nargs="?", const="ppo", choices=["ppo", "rppo", "dqn"],
+                        help="where one update's time goes (PPO, recurrent PPO with PureJaxRL's "
+                             "ppo_rnn config, or DQN), and its ceilings (rljax.profiling)")
     parser.add_argument("--case", choices=names, help=argparse.SUPPRESS)  # one case, in this process
     args = parser.parse_args(argv)
     if args.parts:
         from rljax import profiling
         print(f"{machine()}, load average {os.getloadavg()[0]:.1f}")
-        print(profiling.report(profiling.ppo_parts()))
+        from rljax.algos import ppo
+        parts = {"ppo": profiling.ppo_parts, "dqn": profiling.dqn_parts,
+                 "rppo": lambda: profiling.ppo_parts(ppo.recurrent_config(num_envs=4, lr=2.5e-4),
+                                                     repeats=50)}
+        print(profiling.report(parts[args.parts]()))
         return
     if args.case:
         print(json.dumps(measure(args.case, args.scale, args.repeats)))

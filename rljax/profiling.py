@@ -1,10 +1,11 @@
-"""Where a PPO update's time goes, and how close it runs to the compute ceiling.
+"""Where an update's time goes, and how close it runs to its ceilings.
 
-    python -m rljax.bench --parts          # PPO's default config, one seed
-    rljax bench --parts
+    rljax bench --parts             # PPO's default config, one seed
+    rljax bench --parts rppo        # recurrent PPO (GRU-128, PureJaxRL's ppo_rnn config)
+    rljax bench --parts dqn         # DQN's default config (one iteration)
 
-Each part of one update is compiled on its own and run `repeats` times inside one
-`lax.scan` (so dispatch is amortised), after a warm-up:
+Each part is compiled on its own and run `repeats` times inside one `lax.scan` (so
+dispatch is amortised), after a warm-up. PPO (`ppo_parts`):
 
   rollout        T env steps of B envs with the policy forward (`rollout.rollout`)
   advantages     V(last_obs), successor values and GAE (`ppo.make_batch`)
@@ -12,19 +13,25 @@ Each part of one update is compiled on its own and run `repeats` times inside on
   optimizer      one clipped-Adam step on those gradients (`tx.update` + apply)
 
 An update is `rollout + advantages + E * M * (gradient + optimizer)` (E epochs of M
-minibatches); the whole update, timed the same way, shows what the parts miss
-(minibatch gathers, the scan, metrics).
+minibatches). DQN (`dqn_parts`), one iteration after `learning_starts`: act
+`train_every` env steps ε-greedily, add them to replay, sample a batch, one gradient
+step, one optimizer step. The whole update (iteration), timed the same way, shows what
+the parts miss (minibatch gathers, the scans, ε, target copies, metrics): the "rest".
 
-**The compute ceiling.** XLA's cost analysis gives the FLOPs of one minibatch
-gradient step; a dense-layer benchmark of the same shapes (the minibatch's matmuls,
-forward and backward, as a chain of `[b, k] @ [k, n]` products) gives the FLOP rate
-this CPU reaches on them, R. The ceiling is the env steps/s of an update whose
-learning part ran at R and whose rollout and advantages took their measured time:
+**Ceilings.** The rollout-only ceiling is acting alone (env + policy forward, no
+learning). The parts ceiling is the update with no glue: the sum of its parts' times.
+The compute ceiling (feedforward nets) also sets the learning parts at the FLOP rate
+of plain matmuls: XLA's cost analysis gives the FLOPs of one gradient step, and a
+dense-layer benchmark of the same shapes (the trunk's matmuls, forward and backward,
+as a chain of `[b, k] @ [k, n]` products) gives the rate R this CPU reaches on them:
 
-    ceiling = T·B / (t_rollout + t_advantages + E·M·FLOPs_step / R)
+    compute ceiling = T·B / (t_rollout + t_advantages + E·M·FLOPs_step / R)
 
 It is a ceiling for this algorithm's work at this config on this machine, not for
-PPO in general: fewer FLOPs (smaller minibatches, fewer epochs) raise it.
+the algorithm in general: fewer FLOPs (smaller minibatches, fewer epochs) raise it.
+The loss's elementwise work (softmax, clipping, the optimizer) is outside R, so no
+program reaches it. A recurrent step is a chain of small matrix-vector products, which
+no dense benchmark models; recurrent PPO reports the parts ceiling only.
 """
 from __future__ import annotations
 
@@ -71,6 +78,18 @@ def dense_flop_rate(batch: int, sizes: list[tuple[int, int]], repeats: int = 200
     return flops / _time_scan(step, (x, ws), repeats)
 
 
+def _optimizer_step(tx):
+    """`(train_state, grads) -> same`: one optimizer step (for `_time_scan`)."""
+    from rljax.learner import TrainState
+
+    def step(c):
+        ts, g = c
+        updates, opt_state = tx.update(g, ts.opt_state, ts.params)
+        return TrainState(jax.tree.map(jnp.add, ts.params, updates), opt_state, ts.step + 1), g
+
+    return step
+
+
 def ppo_parts(config=None, repeats: int = 200) -> dict:
     """Seconds per part of one PPO update (one seed) and the compute ceiling."""
     from rljax.algos import onpolicy, ppo
@@ -97,10 +116,6 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
     grads = jax.jit(grad_fn)(params, minibatch)
     ts = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
 
-    def optimizer(c):
-        ts, g = c
-        updates, opt_state = tx.update(g, ts.opt_state, ts.params)
-        return TrainState(jax.tree.map(jnp.add, ts.params, updates), opt_state, ts.step + 1), g
 
     nudge = lambda tree, by: jax.tree.map(lambda a, b: a + 1e-30 * b, tree, by)  # keep parts
     # inside the timed loop: each call's input depends on the last call's output, so XLA
@@ -120,7 +135,7 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
                               (ro_state, jax.random.key(3)), max(10, repeats // 10)),
         "advantages": _time_scan(advantages, (traj, data[0].advantage), repeats),
         "gradient": _time_scan(gradient, (params, grads), repeats),
-        "optimizer": _time_scan(optimizer, (ts, grads), repeats),
+        "optimizer": _time_scan(_optimizer_step(tx), (ts, grads), repeats),
         "update": _time_scan(lambda s: loop.run(s, 1)[0], state, max(10, repeats // 10)),
     }
     steps = config.num_epochs * config.num_minibatches
@@ -128,13 +143,19 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
     obs = int(jnp.prod(jnp.array(spec.obs_shape)))
     sizes = [(obs, config.hidden_sizes[0])] + list(zip(config.hidden_sizes[:-1],
                                                        config.hidden_sizes[1:]))
-    rate = dense_flop_rate(mb, sizes)   # the trunk's matmul chain (actor and critic alike)
-    learn_floor = steps * flops_step / rate
     per_update = config.num_envs * config.num_steps
+    parts = t["rollout"] + t["advantages"] + steps * (t["gradient"] + t["optimizer"])
+    ceiling = None
+    if config.core is None:   # a recurrent step is a chain of small matvecs: no such model
+        rate = dense_flop_rate(mb, sizes)   # the trunk's matmul chain (actor and critic alike)
+        ceiling = per_update / (t["rollout"] + t["advantages"] + steps * flops_step / rate)
     return dict(
-        seconds=t, minibatch_steps=steps, flops_per_step=flops_step, flop_rate=rate,
-        steps_per_s=per_update / t["update"],
-        ceiling_steps_per_s=per_update / (t["rollout"] + t["advantages"] + learn_floor),
+        title="PPO update" if config.core is None else f"recurrent PPO update ({config.core})",
+        unit="update", whole=t["update"], rest="rest (gathers, scan)",
+        seconds=t, minibatch_steps=steps, flops_per_step=flops_step,
+        flop_rate=rate if ceiling else None,
+        steps_per_s=per_update / t["update"], parts_ceiling_steps_per_s=per_update / parts,
+        ceiling_steps_per_s=ceiling,
         rollout_steps_per_s=per_update / t["rollout"],
         shares={"rollout": t["rollout"] / t["update"],
                 "advantages": t["advantages"] / t["update"],
@@ -143,18 +164,89 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
     )
 
 
+def dqn_parts(config=None, repeats: int = 500) -> dict:
+    """Seconds per part of one DQN iteration (act `train_every` env steps, add them to
+    replay, sample a batch, one gradient step, one optimizer step) and its compute
+    ceiling, one seed, timed after `learning_starts` (every iteration learns)."""
+    from rljax.algos import dqn
+    from rljax.algos.common import make_env
+    from rljax.algos.qlearning import q_parts
+    from rljax.buffers import replay_steps
+    from rljax.learner import TrainState
+    from rljax.rollout import rollout
+
+    config = config or dqn.Config()
+    env_spec = make_env(config)[2]
+    parts = q_parts(config, dqn.network(config, env_spec), dqn.layout(config))
+    agent, env, env_params, _, buffer, loss_fn, tx, rollout_len = parts
+    loop = dqn.loop(config)
+    warm = -(-config.learning_starts // config.log_every) + 1       # updates until learning
+    state = jax.jit(lambda k: loop.run(loop.init(k), warm)[0])(jax.random.key(0))
+    params, target = state.train_state.params, state.target_params
+    act = lambda ro, k: rollout(agent, params, env, env_params, ro, k, rollout_len, epsilon=0.1)
+    _, traj = jax.jit(act)(state.rollout, jax.random.key(1))
+    steps = replay_steps(traj, store_carry=False)
+    sample = jax.jit(buffer.sample)(state.buffer, jax.random.key(2))
+    batch = (sample, target, None)
+    grad_fn = jax.grad(lambda p: loss_fn(p, batch)[0])
+    grads = jax.jit(grad_fn)(params)
+    ts = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
+
+    def sampling(c):
+        key, acc = c
+        s = buffer.sample(state.buffer, key)
+        return jax.random.fold_in(key, 1), acc + 1e-30 * jnp.sum(s.reward)
+
+    def gradient(c):
+        p, g = c
+        return jax.tree.map(lambda a, b: a + 1e-30 * b, p, g), grad_fn(p)
+
+    iters = config.log_every // config.train_every
+    t = {
+        "act": _time_scan(lambda c: (act(c[0], c[1])[0], jax.random.fold_in(c[1], 1)),
+                          (state.rollout, jax.random.key(3)), repeats),
+        "replay add": _time_scan(lambda b: buffer.add(b, steps), state.buffer, repeats),
+        "replay sample": _time_scan(sampling, (jax.random.key(4), jnp.zeros(())), repeats),
+        "gradient": _time_scan(gradient, (params, grads), repeats),
+        "optimizer": _time_scan(_optimizer_step(tx), (ts, grads), repeats),
+        "iteration": _time_scan(lambda s: loop.run(s, 1)[0], state, 3) / iters,
+    }
+    flops = _flops(lambda p: grad_fn(p), params)
+    obs = int(jnp.prod(jnp.array(env_spec.obs_shape)))
+    sizes = [(obs, config.hidden_sizes[0])] + list(zip(config.hidden_sizes[:-1],
+                                                       config.hidden_sizes[1:]))
+    rate = dense_flop_rate(config.batch_size, sizes)
+    floor = t["act"] + t["replay add"] + t["replay sample"] + flops / rate
+    per_iter = config.train_every
+    parts = sum(v for k, v in t.items() if k != "iteration")
+    return dict(
+        title=f"DQN iteration ({config.train_every} env steps, 1 gradient step)",
+        unit="iteration", seconds=t, whole=t["iteration"], minibatch_steps=1,
+        flops_per_step=flops, flop_rate=rate, steps_per_s=per_iter / t["iteration"],
+        parts_ceiling_steps_per_s=per_iter / parts, ceiling_steps_per_s=per_iter / floor,
+        rollout_steps_per_s=per_iter / t["act"],
+        shares={name: t[name] / t["iteration"] for name in
+                ("act", "replay add", "replay sample", "gradient", "optimizer")},
+        rest="rest (ε, target copy, metrics, scan)")
+
+
 def report(parts: dict) -> str:
     t, s = parts["seconds"], parts["shares"]
     rest = 1.0 - sum(s.values())
     lines = [
-        f"PPO update: {t['update'] * 1e3:.2f} ms = {parts['steps_per_s']:,.0f} env steps/s (1 seed)",
+        f"{parts['title']}: {parts['whole'] * 1e3:.3f} ms = {parts['steps_per_s']:,.0f} env steps/s "
+        f"(1 seed)",
         *[f"  {name:20s} {share:6.1%}" for name, share in s.items()],
-        f"  {'rest (gathers, scan)':20s} {rest:6.1%}",
-        f"rollout alone: {parts['rollout_steps_per_s']:,.0f} env steps/s "
-        f"(PPO runs at {parts['steps_per_s'] / parts['rollout_steps_per_s']:.1%} of it)",
-        f"minibatch step: {parts['flops_per_step'] / 1e6:.2f} MFLOP x {parts['minibatch_steps']}, "
-        f"dense rate here {parts['flop_rate'] / 1e9:.1f} GFLOP/s",
-        f"compute ceiling: {parts['ceiling_steps_per_s']:,.0f} env steps/s "
-        f"(PPO at {parts['steps_per_s'] / parts['ceiling_steps_per_s']:.1%} of it)",
+        f"  {parts['rest']:20s} {rest:6.1%}",
+        f"acting alone (rollout-only ceiling): {parts['rollout_steps_per_s']:,.0f} env steps/s "
+        f"(runs at {parts['steps_per_s'] / parts['rollout_steps_per_s']:.1%} of it)",
+        f"parts ceiling (the parts' sum, no glue): {parts['parts_ceiling_steps_per_s']:,.0f} env "
+        f"steps/s (runs at {parts['steps_per_s'] / parts['parts_ceiling_steps_per_s']:.1%} of it)",
+        f"gradient step: {parts['flops_per_step'] / 1e6:.2f} MFLOP x {parts['minibatch_steps']}",
     ]
+    if parts["ceiling_steps_per_s"]:
+        lines += [
+            f"dense rate here {parts['flop_rate'] / 1e9:.1f} GFLOP/s; compute ceiling (acting at "
+            f"its measured time, learning at that rate): {parts['ceiling_steps_per_s']:,.0f} env "
+            f"steps/s (runs at {parts['steps_per_s'] / parts['ceiling_steps_per_s']:.1%} of it)"]
     return "\n".join(lines)

@@ -269,6 +269,11 @@ def _nan_metrics():
     return {"loss": nan, "q_mean": nan, "td_abs": nan, "grad_norm": nan}
 
 
+def _drop_buffer(learned):
+    train_state, _, metrics = learned
+    return train_state, metrics
+
+
 def _summarise(per_iter: dict) -> dict:
     """Per-iteration metrics `[K]` -> one log row."""
     row = common.episode_row(per_iter)
@@ -279,22 +284,27 @@ def _summarise(per_iter: dict) -> dict:
     return row
 
 
-def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
-    """Replay Q-learning as a resumable `Loop`. One update is `log_every` env steps:
-    `log_every / train_every` iterations of: act ε-greedily for `train_every` env
-    steps, add them to replay, then (once `learning_starts` steps are in) take
-    `gradient_steps` steps on sampled windows; copy/Polyak the target every
-    `target_update_every` env steps. The state (`QLoopState`) holds the replay
-    buffer, so a resumed run samples exactly what the uninterrupted one does.
-    """
+class QParts(NamedTuple):
+    """The pieces one replay Q-learning iteration is made of (`q_loop` runs them;
+    `rljax.profiling.dqn_parts` times them one by one)."""
+
+    agent: Any            # ε-greedy Q agent of the net
+    env: Any
+    env_params: Any
+    spec: Any
+    buffer: Any           # ReplayBuffer / PrioritisedReplayBuffer of windows
+    loss_fn: Any          # (params, (steps, target_params, weights)) -> (loss, metrics)
+    tx: Any               # optax transformation (global-norm clip + Adam)
+    rollout_len: int      # steps per env acted between training phases
+
+
+def q_parts(config: QConfig, net, layout: WindowLayout) -> QParts:
+    """Build the agent, env, replay buffer, loss and optimizer of `config`."""
     cfg = config
-    agent = agents.q_agent(net)
     env, env_params, spec = common.make_env(cfg)
-    rollout_len = cfg.train_every // cfg.num_envs
     if cfg.learning_starts < cfg.num_envs * layout.length:
         raise ValueError(f"learning_starts={cfg.learning_starts} must cover one window per env "
                          f"(num_envs * {layout.length})")
-    iters_per_log = cfg.log_every // cfg.train_every
     make_buffer = make_prioritised_sequence_buffer if cfg.prioritised else make_sequence_buffer
     buffer = make_buffer(num_envs=cfg.num_envs, capacity=cfg.buffer_size,
                          batch_size=cfg.batch_size, sequence_length=layout.length,
@@ -309,6 +319,21 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
                              weights=weights,
                              priority_eta=cfg.priority_eta if cfg.prioritised else None)
 
+    return QParts(agents.q_agent(net), env, env_params, spec, buffer, loss_fn, tx,
+                  cfg.train_every // cfg.num_envs)
+
+
+def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
+    """Replay Q-learning as a resumable `Loop`. One update is `log_every` env steps:
+    `log_every / train_every` iterations of: act ε-greedily for `train_every` env
+    steps, add them to replay, then (once `learning_starts` steps are in) take
+    `gradient_steps` steps on sampled windows; copy/Polyak the target every
+    `target_update_every` env steps. The state (`QLoopState`) holds the replay
+    buffer, so a resumed run samples exactly what the uninterrupted one does.
+    """
+    cfg = config
+    agent, env, env_params, spec, buffer, loss_fn, tx, rollout_len = q_parts(cfg, net, layout)
+    iters_per_log = cfg.log_every // cfg.train_every
     learner = make_learner(loss_fn, tx)
     target_period = cfg.target_update_every // cfg.train_every
 
@@ -364,11 +389,16 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
         state = state._replace(buffer=buf, rollout=ro_state, key=key, reward_scale=reward_scale)
         steps_after = steps_before + cfg.train_every
         learning = steps_after >= cfg.learning_starts
-        nan = _nan_metrics() if not cfg.prioritised else {**_nan_metrics(), "beta": jnp.nan}
-        train_state, buf, metrics = jax.lax.cond(
-            learning, lambda: learn(state, k_learn, steps_after),
-            lambda: (state.train_state, state.buffer, nan))
-        state = state._replace(buffer=buf)
+        if cfg.prioritised:     # learning writes priorities into the buffer
+            nan = {**_nan_metrics(), "beta": jnp.nan}
+            train_state, buf, metrics = jax.lax.cond(
+                learning, lambda: learn(state, k_learn, steps_after),
+                lambda: (state.train_state, state.buffer, nan))
+            state = state._replace(buffer=buf)
+        else:                   # keep the buffer out of the cond: no copy of it per step
+            train_state, metrics = jax.lax.cond(
+                learning, lambda: _drop_buffer(learn(state, k_learn, steps_after)),
+                lambda: (state.train_state, _nan_metrics()))
         train_state = train_state._replace(params=normalize.observe(
             train_state.params, traj.obs, stats_from=state.train_state.params))
         target = jax.lax.cond(
