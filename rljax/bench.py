@@ -5,11 +5,14 @@
     rljax bench --only dqn-1
 
 Each case runs in its own process, so its peak RSS is its own. Env steps/s counts
-all seeds and uses the fastest of `--repeats` runs of the compiled program.
+all seeds and uses the fastest of `--repeats` runs of the compiled program. Cases with
+several seeds run them as `rljax train --seeds` does: split over one CPU device per core
+(`rljax.parallel.over_seeds`), each device vmapping its share.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -95,29 +98,32 @@ def rollout_only(config, rng):
 def measure(name: str, scale: float, repeats: int) -> dict:
     import jax
 
-    from rljax import algos
+    from rljax import algos, parallel
 
     case = _configs()[name]
     steps = int(case.steps * scale)
     config = case.make(steps)
     train = rollout_only if case.algo == "rollout" else algos.get(case.algo).train
     if case.seeds == 1:
-        fn, key = jax.jit(train), jax.random.key(0)
-    else:
-        fn, key = jax.jit(jax.vmap(train, in_axes=(None, 0))), algos.seed_keys(case.seeds)
+        fn, key, devices = jax.jit(functools.partial(train, config)), jax.random.key(0), 1
+    else:       # as `rljax train --seeds`: the seeds split over the devices (CPU: cores)
+        mesh = parallel.seed_mesh(case.seeds)
+        fn = parallel.over_seeds(functools.partial(train, config), mesh)
+        key, devices = parallel.put_seeds(algos.seed_keys(case.seeds), mesh), mesh.size
     t0 = time.perf_counter()
-    compiled = fn.lower(config, key).compile()
+    compiled = fn.lower(key).compile()
     compile_s = time.perf_counter() - t0
     wall, cpu = [], []
     for _ in range(repeats):
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        jax.block_until_ready(compiled(config, key))
+        jax.block_until_ready(compiled(key))
         wall.append(time.perf_counter() - t0)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
     loop = algos.get("ppo" if case.algo == "rollout" else case.algo).loop(config)
     env_steps = loop.num_updates * loop.steps_per_update * case.seeds
     return dict(case=name, title=case.title, steps_per_seed=env_steps // case.seeds, seeds=case.seeds,
+                devices=devices,
                 compile_s=compile_s, run_s=wall, env_steps_per_s=env_steps / min(wall),
                 steps_per_cpu_s=env_steps / min(cpu),
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -146,7 +152,8 @@ def write_report(rows: list[dict], path: str, command: str) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['title']} | {r['steps_per_seed']:,} | {r['seeds']} | {r['env_steps_per_s']:,.0f} | "
+            f"| {r['title']} | {r['steps_per_seed']:,} | {r['seeds']}"
+            f"{f' on {d} devices' if (d := r.get('devices', 1)) > 1 else ''} | {r['env_steps_per_s']:,.0f} | "
             f"{r['steps_per_cpu_s']:,.0f} | {r['compile_s']:.1f} | "
             f"{', '.join(f'{t:.2f}' for t in r['run_s'])} | {r['peak_rss_mb']:.0f} |")
     text = "\n".join(lines) + "\n"
@@ -182,6 +189,8 @@ def main(argv=None) -> None:
         print(profiling.report(parts[args.parts]()))
         return
     if args.case:
+        from rljax import parallel
+        parallel.use_cpu_cores()        # before JAX starts: as the `rljax` command does
         print(json.dumps(measure(args.case, args.scale, args.repeats)))
         return
     rows = []

