@@ -168,6 +168,8 @@ def write_report(rows: list[dict], path: str, command: str) -> str:
 
 
 def main(argv=None) -> None:
+    from rljax import parallel
+    parallel.use_cpu_cores()      # before `_configs` imports gymnax (which starts JAX)
     names = list(_configs())
     parser = argparse.ArgumentParser(prog="rljax bench", description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=names, default=names)
@@ -189,8 +191,6 @@ def main(argv=None) -> None:
         print(profiling.report(parts[args.parts]()))
         return
     if args.case:
-        from rljax import parallel
-        parallel.use_cpu_cores()        # before JAX starts: as the `rljax` command does
         print(json.dumps(measure(args.case, args.scale, args.repeats)))
         return
     rows = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -240,10 +241,13 @@ def use_cpu_cores(count: int | None = None) -> int:
             jax.config.update("jax_num_cpu_devices", want)
         return jax.device_count("cpu")
     have = jax.device_count("cpu")
-    if count is not None and have != want:
-        raise RuntimeError(
-            f"use_cpu_cores({count}) came after JAX started its backend with {have} CPU "
-            f"device(s); call it first thing (before importing rljax.algos or rljax.envs)")
+    if have != want and not user_set:
+        message = (f"use_cpu_cores({'' if count is None else count}) came after JAX started "
+                   f"its backend with {have} CPU device(s); call it first thing (before "
+                   f"importing rljax.algos or rljax.envs)")
+        if count is not None:
+            raise RuntimeError(message)
+        warnings.warn(message + f"; the seeds share {have} device(s)", stacklevel=2)
     return have
 
 
