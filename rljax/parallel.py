@@ -1,4 +1,6 @@
-"""Data parallelism (the Anakin layout) in one place, for every algorithm with a loop.
+"""Devices in one place: data parallelism (the Anakin layout) for every algorithm with a
+loop, and independent seeds split over devices (`use_cpu_cores`, `seed_mesh`,
+`over_seeds`, `put_seeds`; the end of this module).
 
     from rljax import parallel
     from rljax.algos import a2c
@@ -214,8 +216,8 @@ def local_value(tree: Any):
 # Independent seeds (and sweep members) need no communication: each device runs the
 # vmapped program on its own share of them. On a CPU, XLA gives one program one device
 # and spreads only its large ops over threads, which small RL programs barely use; one
-# device per core, each running its share of the seeds on one stream, measured x1.8 on
-# 2 cores for 32 PPO seeds (benchmarks/peer_purejaxrl.md).
+# device per core, each running its share of the seeds on one stream, measured x1.9 on
+# 2 cores for 32 PPO seeds (benchmarks/bench_seeds.md, peer_purejaxrl.md).
 
 
 def use_cpu_cores(count: int | None = None) -> int:
