@@ -184,10 +184,9 @@ def main(argv=None) -> None:
     if args.parts:
         from rljax import profiling
         print(f"{machine()}, load average {os.getloadavg()[0]:.1f}")
-        from rljax.algos import ppo
+        rppo = _configs()["rppo-1"]          # PureJaxRL's ppo_rnn config
         parts = {"ppo": profiling.ppo_parts, "dqn": profiling.dqn_parts,
-                 "rppo": lambda: profiling.ppo_parts(ppo.recurrent_config(num_envs=4, lr=2.5e-4),
-                                                     repeats=50)}
+                 "rppo": lambda: profiling.ppo_parts(rppo.make(rppo.steps), repeats=50)}
         print(profiling.report(parts[args.parts]()))
         return
     if args.case:

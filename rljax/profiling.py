@@ -35,6 +35,7 @@ no dense benchmark models; recurrent PPO reports the parts ceiling only.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import jax
@@ -78,6 +79,18 @@ def dense_flop_rate(batch: int, sizes: list[tuple[int, int]], repeats: int = 200
     return flops / _time_scan(step, (x, ws), repeats)
 
 
+def _nudge(tree, by):
+    """`tree + 1e-30 * by`: makes each timed call's input depend on the last call's output,
+    so XLA cannot hoist a loop-invariant part out of the timing scan."""
+    return jax.tree.map(lambda a, b: a + 1e-30 * b, tree, by)
+
+
+def _trunk_sizes(spec, hidden_sizes) -> list[tuple[int, int]]:
+    """`(fan_in, fan_out)` of the torso's dense layers for an env's observations."""
+    obs = math.prod(spec.obs_shape)
+    return [(obs, hidden_sizes[0])] + list(zip(hidden_sizes[:-1], hidden_sizes[1:]))
+
+
 def _optimizer_step(tx):
     """`(train_state, grads) -> same`: one optimizer step (for `_time_scan`)."""
     from rljax.learner import TrainState
@@ -116,11 +129,6 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
     grads = jax.jit(grad_fn)(params, minibatch)
     ts = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
 
-
-    nudge = lambda tree, by: jax.tree.map(lambda a, b: a + 1e-30 * b, tree, by)  # keep parts
-    # inside the timed loop: each call's input depends on the last call's output, so XLA
-    # cannot hoist a loop-invariant part out of the scan.
-
     def advantages(c):
         traj, adv = c
         traj = traj._replace(reward=traj.reward + 1e-30 * adv[0])
@@ -128,7 +136,7 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
 
     def gradient(c):
         p, g = c
-        return nudge(p, g), grad_fn(p, minibatch)
+        return _nudge(p, g), grad_fn(p, minibatch)
 
     t = {
         "rollout": _time_scan(lambda c: (collect(c[0], c[1])[0], jax.random.fold_in(c[1], 1)),
@@ -140,20 +148,17 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
     }
     steps = config.num_epochs * config.num_minibatches
     flops_step = _flops(grad_fn, params, minibatch)
-    obs = int(jnp.prod(jnp.array(spec.obs_shape)))
-    sizes = [(obs, config.hidden_sizes[0])] + list(zip(config.hidden_sizes[:-1],
-                                                       config.hidden_sizes[1:]))
     per_update = config.num_envs * config.num_steps
     parts = t["rollout"] + t["advantages"] + steps * (t["gradient"] + t["optimizer"])
-    ceiling = None
+    rate = ceiling = None
     if config.core is None:   # a recurrent step is a chain of small matvecs: no such model
-        rate = dense_flop_rate(mb, sizes)   # the trunk's matmul chain (actor and critic alike)
+        # the trunk's matmul chain (actor and critic alike)
+        rate = dense_flop_rate(mb, _trunk_sizes(spec, config.hidden_sizes))
         ceiling = per_update / (t["rollout"] + t["advantages"] + steps * flops_step / rate)
     return dict(
         title="PPO update" if config.core is None else f"recurrent PPO update ({config.core})",
-        unit="update", whole=t["update"], rest="rest (gathers, scan)",
-        seconds=t, minibatch_steps=steps, flops_per_step=flops_step,
-        flop_rate=rate if ceiling else None,
+        whole=t["update"], rest="rest (gathers, scan)",
+        seconds=t, minibatch_steps=steps, flops_per_step=flops_step, flop_rate=rate,
         steps_per_s=per_update / t["update"], parts_ceiling_steps_per_s=per_update / parts,
         ceiling_steps_per_s=ceiling,
         rollout_steps_per_s=per_update / t["rollout"],
@@ -177,8 +182,8 @@ def dqn_parts(config=None, repeats: int = 500) -> dict:
 
     config = config or dqn.Config()
     env_spec = make_env(config)[2]
-    parts = q_parts(config, dqn.network(config, env_spec), dqn.layout(config))
-    agent, env, env_params, _, buffer, loss_fn, tx, rollout_len = parts
+    agent, env, env_params, _, buffer, loss_fn, tx, rollout_len = q_parts(
+        config, dqn.network(config, env_spec), dqn.layout(config))
     loop = dqn.loop(config)
     warm = -(-config.learning_starts // config.log_every) + 1       # updates until learning
     state = jax.jit(lambda k: loop.run(loop.init(k), warm)[0])(jax.random.key(0))
@@ -199,7 +204,7 @@ def dqn_parts(config=None, repeats: int = 500) -> dict:
 
     def gradient(c):
         p, g = c
-        return jax.tree.map(lambda a, b: a + 1e-30 * b, p, g), grad_fn(p)
+        return _nudge(p, g), grad_fn(p)
 
     iters = config.log_every // config.train_every
     t = {
@@ -211,19 +216,16 @@ def dqn_parts(config=None, repeats: int = 500) -> dict:
         "optimizer": _time_scan(_optimizer_step(tx), (ts, grads), repeats),
         "iteration": _time_scan(lambda s: loop.run(s, 1)[0], state, 3) / iters,
     }
-    flops = _flops(lambda p: grad_fn(p), params)
-    obs = int(jnp.prod(jnp.array(env_spec.obs_shape)))
-    sizes = [(obs, config.hidden_sizes[0])] + list(zip(config.hidden_sizes[:-1],
-                                                       config.hidden_sizes[1:]))
-    rate = dense_flop_rate(config.batch_size, sizes)
+    flops = _flops(grad_fn, params)
+    rate = dense_flop_rate(config.batch_size, _trunk_sizes(env_spec, config.hidden_sizes))
     floor = t["act"] + t["replay add"] + t["replay sample"] + flops / rate
     per_iter = config.train_every
-    parts = sum(v for k, v in t.items() if k != "iteration")
+    parts_s = sum(v for k, v in t.items() if k != "iteration")
     return dict(
         title=f"DQN iteration ({config.train_every} env steps, 1 gradient step)",
-        unit="iteration", seconds=t, whole=t["iteration"], minibatch_steps=1,
+        seconds=t, whole=t["iteration"], minibatch_steps=1,
         flops_per_step=flops, flop_rate=rate, steps_per_s=per_iter / t["iteration"],
-        parts_ceiling_steps_per_s=per_iter / parts, ceiling_steps_per_s=per_iter / floor,
+        parts_ceiling_steps_per_s=per_iter / parts_s, ceiling_steps_per_s=per_iter / floor,
         rollout_steps_per_s=per_iter / t["act"],
         shares={name: t[name] / t["iteration"] for name in
                 ("act", "replay add", "replay sample", "gradient", "optimizer")},

@@ -15,8 +15,8 @@ pytree leaves); a *static* field changes shapes, loop lengths or the network, so
 `run` refuses it at once and `run_static` loops over its values in Python,
 compiling once per value. Populations run in chunks of `chunk_size` members (the
 same compiled program for every chunk, the last one padded); the member axis of
-each chunk is sharded over the local devices (`NamedSharding` on a 1-D mesh,
-padded to a multiple of the device count).
+each chunk is split over the local devices, each vmapping its share
+(`parallel.over_seeds`; chunks padded to a multiple of the device count).
 
 `data_parallel` (from `rljax.parallel`, re-exported here) trains ONE agent over several
 devices (the Anakin layout). `initialize_distributed` joins processes (hosts) with
@@ -339,10 +339,6 @@ def write_csv(rows: list[dict], path, *, append: bool = False) -> None:
 # ----------------------------------------------------------------------------- run
 
 
-def _compiled(train: Callable):
-    return jax.jit(jax.vmap(train))
-
-
 def _execute(fn, configs, keys):
     """Run one chunk and bring its results to the host (a hook for tests)."""
     return jax.device_get(fn(configs, keys))
@@ -365,7 +361,8 @@ def run(train: Callable, base, space: list[dict] | None = None, seeds=1, *,
       devices: where to shard the member axis (default: all local devices).
       keep_state: also return the final train states (memory!).
       csv_path: if given, each chunk's summary rows are appended there as it finishes.
-      compiled: a `jit(vmap(train))` to reuse across calls (default: a new one).
+      compiled: a `jit(vmap(train))` (or `parallel.over_seeds(train, mesh)`) to reuse
+        across calls (default: a new `over_seeds` program over `devices`).
 
     Returns:
       `SweepResult`; if a chunk fails, the members of the chunks before it are kept
@@ -379,7 +376,8 @@ def run(train: Callable, base, space: list[dict] | None = None, seeds=1, *,
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     chunk = min(chunk, n)
     chunk = -(-chunk // d) * d                      # a multiple of the device count
-    fn = compiled if compiled is not None else _compiled(train)
+    fn = compiled if compiled is not None else parallel.over_seeds(   # each device vmaps its share
+        train, Mesh(np.asarray(devices), ("members",)))
     host_configs = jax.tree.map(np.asarray, pop.configs)
     key_data = np.asarray(jax.random.key_data(pop.keys))
     metrics: list[dict] = []

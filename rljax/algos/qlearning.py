@@ -269,11 +269,6 @@ def _nan_metrics():
     return {"loss": nan, "q_mean": nan, "td_abs": nan, "grad_norm": nan}
 
 
-def _drop_buffer(learned):
-    train_state, _, metrics = learned
-    return train_state, metrics
-
-
 def _summarise(per_iter: dict) -> dict:
     """Per-iteration metrics `[K]` -> one log row."""
     row = common.episode_row(per_iter)
@@ -389,16 +384,11 @@ def q_loop(config: QConfig, net, layout: WindowLayout) -> Loop:
         state = state._replace(buffer=buf, rollout=ro_state, key=key, reward_scale=reward_scale)
         steps_after = steps_before + cfg.train_every
         learning = steps_after >= cfg.learning_starts
-        if cfg.prioritised:     # learning writes priorities into the buffer
-            nan = {**_nan_metrics(), "beta": jnp.nan}
-            train_state, buf, metrics = jax.lax.cond(
-                learning, lambda: learn(state, k_learn, steps_after),
-                lambda: (state.train_state, state.buffer, nan))
-            state = state._replace(buffer=buf)
-        else:                   # keep the buffer out of the cond: no copy of it per step
-            train_state, metrics = jax.lax.cond(
-                learning, lambda: _drop_buffer(learn(state, k_learn, steps_after)),
-                lambda: (state.train_state, _nan_metrics()))
+        nan = _nan_metrics() if not cfg.prioritised else {**_nan_metrics(), "beta": jnp.nan}
+        train_state, buf, metrics = jax.lax.cond(
+            learning, lambda: learn(state, k_learn, steps_after),
+            lambda: (state.train_state, state.buffer, nan))
+        state = state._replace(buffer=buf)
         train_state = train_state._replace(params=normalize.observe(
             train_state.params, traj.obs, stats_from=state.train_state.params))
         target = jax.lax.cond(

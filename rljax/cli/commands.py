@@ -3,8 +3,8 @@
 Training is one compiled program per segment length: `jit(vmap(loop.run))` over seeds,
 the seeds split over the devices (`parallel.over_seeds`; on a CPU the command made one
 device per core before JAX started). Checkpoints hold host arrays, so a run resumes on
-any device count (bit for bit on the same one). Without `--checkpoint-every` the whole run is one segment; with it, segments of N
-updates, a checkpoint after each. A resumed run replays the same segments from the
+any device count (bit for bit on the same one). Without `--checkpoint-every` the whole
+run is one segment; with it, segments of N updates, a checkpoint after each. A resumed run replays the same segments from the
 last checkpoint, so it computes exactly what the uninterrupted run computes.
 
 Bad input is found before anything compiles: the config is built and coerced field by
@@ -225,12 +225,13 @@ def train(args, console: Console) -> Path:
                         console=console, enabled=not args.quiet, label=record["algo"])
     cb_every = reports_every(num_updates)
 
+    mesh = parallel.seed_mesh(seeds)          # seeds split over the devices (CPU: cores)
+
     def segment_fn(n):
         fn = functools.partial(run, num_updates=n, callback=progress.callback if live else None,
                                callback_every=cb_every)
         return parallel.over_seeds(fn, mesh)
 
-    mesh = parallel.seed_mesh(seeds)          # seeds split over the devices (CPU: cores)
     state_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
         x.shape, x.dtype, sharding=parallel.seed_sharding(mesh)), state_like)
     programs = {n: segment_fn(n) for n in sorted(set(segments))}

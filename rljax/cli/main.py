@@ -43,7 +43,8 @@ EXIT_USAGE, EXIT_DIVERGED, EXIT_WRITE, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 TRAIN_HELP = """\
 Train ALGO (default ppo) on vmapped seeds as one compiled program (the seeds split over
-the CPU cores or devices), with a live progress bar, and write a run folder (config.json, metrics.csv, learning_curve.png, params/).
+the CPU cores or devices), with a live progress bar, and write a run folder
+(config.json, metrics.csv, learning_curve.png, params/).
 With no arguments: PPO on CartPole-v1 with 4 seeds, 500k env steps each (the PPO
 defaults): under 20 s on a 2-core CPU (8 s of it compiling; ~1.5 s when cached).
 
