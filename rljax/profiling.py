@@ -30,8 +30,10 @@ as a chain of `[b, k] @ [k, n]` products) gives the rate R this CPU reaches on t
 It is a ceiling for this algorithm's work at this config on this machine, not for
 the algorithm in general: fewer FLOPs (smaller minibatches, fewer epochs) raise it.
 The loss's elementwise work (softmax, clipping, the optimizer) is outside R, so no
-program reaches it. A recurrent step is a chain of small matrix-vector products, which
-no dense benchmark models; recurrent PPO reports the parts ceiling only.
+program reaches it. Recurrent PPO: R is the rate of the net's dense kernels (the core's
+input projection, the trunk and the heads, each on its own `[T * b, k]` input), and the
+recurrence's FLOPs are counted at that rate too, though a recurrent step is a chain of
+batch-`b` matrix-vector products that runs far below it: an upper bound, loose by design.
 """
 from __future__ import annotations
 
@@ -59,24 +61,39 @@ def _flops(fn, *args) -> float:
     return float(analysis.get("flops", 0.0)) if analysis else 0.0
 
 
-def dense_flop_rate(batch: int, sizes: list[tuple[int, int]], repeats: int = 2000) -> float:
-    """FLOP/s of forward + backward matmuls `[batch, k] @ [k, n]` for each `(k, n)`."""
-    keys = jax.random.split(jax.random.key(0), len(sizes) + 1)
-    ws = [jax.random.normal(k, s) * 0.01 for k, s in zip(keys[1:], sizes)]
-    x = jax.random.normal(keys[0], (batch, sizes[0][0]))
+def dense_flop_rate(batch: int, sizes: list[tuple[int, int]], repeats: int = 2000, *,
+                    chain: bool = True) -> float:
+    """FLOP/s of forward + backward matmuls `[batch, k] @ [k, n]` for each `(k, n)`:
+    as one chain of layers (`chain`: each output feeds the next), or each on its own
+    input (any shapes; the input's gradient is taken too)."""
+    keys = jax.random.split(jax.random.key(0), 2 * len(sizes))
+    ws = [jax.random.normal(k, s) * 0.01 for k, s in zip(keys[:len(sizes)], sizes)]
+    xs = [jax.random.normal(k, (batch, s[0])) for k, s in zip(keys[len(sizes):], sizes)]
 
     def step(c):
-        x, ws = c
-        def loss(ws):
-            h = x
-            for w in ws:
-                h = jnp.tanh(h @ w)
-            return jnp.sum(h)
-        g = jax.grad(loss)(ws)
-        return x, [w - 1e-6 * gw for w, gw in zip(ws, g)]
+        xs, ws = c
+
+        def loss(xs, ws):
+            if chain:
+                h = xs[0]
+                for w in ws:
+                    h = jnp.tanh(h @ w)
+                return jnp.sum(h)
+            return sum(jnp.sum(jnp.tanh(x @ w)) for x, w in zip(xs, ws))
+
+        gx, gw = jax.grad(loss, argnums=(0, 1))(xs, ws)
+        return ([x - 1e-6 * g for x, g in zip(xs, gx)] if not chain else xs,
+                [w - 1e-6 * g for w, g in zip(ws, gw)])
 
     flops = 3 * sum(2.0 * batch * k * n for k, n in sizes)   # forward, and two backward GEMMs
-    return flops / _time_scan(step, (x, ws), repeats)
+    return flops / _time_scan(step, (xs, ws), repeats)
+
+
+def _dense_kernels(params, recurrent=("w_h",)) -> list[tuple[int, int]]:
+    """`(fan_in, fan_out)` of every 2-D kernel in a parameter tree but the recurrent ones."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    return [tuple(x.shape) for path, x in leaves
+            if x.ndim == 2 and getattr(path[-1], "key", None) not in recurrent]
 
 
 def _nudge(tree, by):
@@ -150,11 +167,11 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
     flops_step = _flops(grad_fn, params, minibatch)
     per_update = config.num_envs * config.num_steps
     parts = t["rollout"] + t["advantages"] + steps * (t["gradient"] + t["optimizer"])
-    rate = ceiling = None
-    if config.core is None:   # a recurrent step is a chain of small matvecs: no such model
-        # the trunk's matmul chain (actor and critic alike)
+    if config.core is None:   # the trunk's matmul chain (actor and critic alike)
         rate = dense_flop_rate(mb, _trunk_sizes(spec, config.hidden_sizes))
-        ceiling = per_update / (t["rollout"] + t["advantages"] + steps * flops_step / rate)
+    else:   # every dense kernel at the minibatch's T * b rows; the recurrence counted as dense
+        rate = dense_flop_rate(config.num_steps * mb, _dense_kernels(params), chain=False)
+    ceiling = per_update / (t["rollout"] + t["advantages"] + steps * flops_step / rate)
     return dict(
         title="PPO update" if config.core is None else f"recurrent PPO update ({config.core})",
         whole=t["update"], rest="rest (gathers, scan)",

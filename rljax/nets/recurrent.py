@@ -56,20 +56,23 @@ def masked_scan(step, carry, xs, first, *, unroll: int = 1):
 
 def _gru_loop(w_h, b_h, h0, xi, first, unroll, save):
     """The forward loop; with `save`, also every step's `(r, z, n, hh_n)` for the VJP."""
-    h_size = h0.shape[-1]
+    # The gates' input projections are split before the loop: slicing one `[B, 3H]` step
+    # inside the loop stops XLA:CPU from vectorising the gates' fused elementwise code
+    # (measured at H = 128, B = 1: 3.7 -> 2.0 us per forward step).
+    xi_r, xi_z, xi_n = jnp.split(xi, 3, axis=-1)
 
     def body(h, inp):
-        xi_t, first_t = inp
+        xr_t, xz_t, xn_t, first_t = inp
         h_prev = jnp.where(first_t[:, None], 0.0, h)
         hh = h_prev @ w_h + b_h
-        r = jax.nn.sigmoid(xi_t[:, :h_size] + hh[:, :h_size])
-        z = jax.nn.sigmoid(xi_t[:, h_size:2 * h_size] + hh[:, h_size:2 * h_size])
-        hh_n = hh[:, 2 * h_size:]
-        n = jnp.tanh(xi_t[:, 2 * h_size:] + r * hh_n)
+        hh_r, hh_z, hh_n = jnp.split(hh, 3, axis=-1)
+        r = jax.nn.sigmoid(xr_t + hh_r)
+        z = jax.nn.sigmoid(xz_t + hh_z)
+        n = jnp.tanh(xn_t + r * hh_n)
         h = (1.0 - z) * n + z * h_prev
         return h, ((h, (r, z, n, hh_n)) if save else h)
 
-    return _scan(body, h0, (xi, first), unroll=unroll)
+    return _scan(body, h0, (xi_r, xi_z, xi_n, first), unroll=unroll)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5,))
