@@ -54,31 +54,22 @@ def masked_scan(step, carry, xs, first, *, unroll: int = 1):
     return _scan(body, carry, (xs, first), unroll=unroll)
 
 
-def _gru_gates(xi_r, xi_z, xi_n, hh):
-    """`(r, z, n, hh_n)` from the split input projections and `hh = h_prev @ w_h + b_h`."""
-    hh_r, hh_z, hh_n = jnp.split(hh, 3, axis=-1)
-    r = jax.nn.sigmoid(xi_r + hh_r)
-    z = jax.nn.sigmoid(xi_z + hh_z)
-    return r, z, jnp.tanh(xi_n + r * hh_n), hh_n
-
-
 def _gru_loop(w_h, b_h, h0, xi, first, unroll, save):
-    """The forward loop: `(h_T, ys)`, and with `save` `(h_T, (ys, hhs))`: every step's
-    recurrent projection `hh`, from which the VJP recomputes the gates after the loop."""
-    # The gates' input projections are split before the loop: slicing one `[B, 3H]` step
-    # inside the loop stops XLA:CPU from vectorising the gates' fused elementwise code
-    # (measured at H = 128, B = 1: 3.7 -> 2.0 us per forward step).
-    xi_r, xi_z, xi_n = jnp.split(xi, 3, axis=-1)
+    """The forward loop; with `save`, also every step's `(r, z, n, hh_n)` for the VJP."""
+    h_size = h0.shape[-1]
 
     def body(h, inp):
-        xr_t, xz_t, xn_t, first_t = inp
+        xi_t, first_t = inp
         h_prev = jnp.where(first_t[:, None], 0.0, h)
         hh = h_prev @ w_h + b_h
-        r, z, n, _ = _gru_gates(xr_t, xz_t, xn_t, hh)
+        r = jax.nn.sigmoid(xi_t[:, :h_size] + hh[:, :h_size])
+        z = jax.nn.sigmoid(xi_t[:, h_size:2 * h_size] + hh[:, h_size:2 * h_size])
+        hh_n = hh[:, 2 * h_size:]
+        n = jnp.tanh(xi_t[:, 2 * h_size:] + r * hh_n)
         h = (1.0 - z) * n + z * h_prev
-        return h, ((h, hh) if save else h)
+        return h, ((h, (r, z, n, hh_n)) if save else h)
 
-    return _scan(body, h0, (xi_r, xi_z, xi_n, first), unroll=unroll)
+    return _scan(body, h0, (xi, first), unroll=unroll)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -99,24 +90,20 @@ def gru_recurrence(w_h, b_h, h0, xi, first, unroll: int = 1):
     inside the backward loop, `dW_h += h_prev^T dhh_t` (an `[H, 3H]` outer product
     plus a read-modify-write of the `[H, 3H]` accumulator every step), and on CPU
     at small batch that is a large part of each sequential step. Here the forward
-    loop saves each step's `hh` (the gates `(r, z, n, hh_n)` of all steps are then
-    recomputed at once, vectorised); the backward loop carries only `dh`
+    loop saves the gates `(r, z, n, hh_n)`; the backward loop carries only `dh`
     and emits the per-step gate gradients `dhh_t [B, 3H]` (and `d n-argument`);
     after the loop `dW_h = h_prev^T dhh` is ONE GEMM over all `T * B` rows,
     `db_h` one sum, and `dxi` is returned whole (so the input Dense's gradient
     is one GEMM too). `first` gets no cotangent. Gradients equal autodiff of the
     plain scan to float rounding (tests/test_nets.py). Measured on CPU at
     H = 128, B = 1, T = 128 (fwd+bwd per sequential step): the core alone
-    10.0 -> 6.6 CPU-us, a 128-128(GRU)-128 actor-critic 12.8 -> 10.1 CPU-us; with the
-    split projections, `hh`-only saves and the transpose hoisted (2026-12-05), the core
-    7.6 -> 6.2 us and recurrent PPO's whole minibatch gradient 14.0 -> 11.5 us per step.
+    10.0 -> 6.6 CPU-us, a 128-128(GRU)-128 actor-critic 12.8 -> 10.1 CPU-us.
     """
     return _gru_loop(w_h, b_h, h0, xi, first, unroll, save=False)
 
 
 def _gru_fwd(w_h, b_h, h0, xi, first, unroll):
-    h_T, (ys, hhs) = _gru_loop(w_h, b_h, h0, xi, first, unroll, save=True)
-    gates = _gru_gates(*jnp.split(xi, 3, axis=-1), hhs)   # all T steps at once, vectorised
+    h_T, (ys, gates) = _gru_loop(w_h, b_h, h0, xi, first, unroll, save=True)
     h_prev = jnp.where(first[..., None], 0.0, jnp.concatenate([h0[None], ys[:-1]], axis=0))
     return (h_T, ys), (w_h, h_prev, first, gates)
 
@@ -124,8 +111,6 @@ def _gru_fwd(w_h, b_h, h0, xi, first, unroll):
 def _gru_bwd(unroll, res, cts):
     w_h, h_prev, first, gates = res
     dh_T, dys = cts
-    w_h_t = w_h.T     # transposed once here: inside the loop XLA:CPU fuses the transpose
-                      # into a slow elemental matvec (measured 3.2 -> 2.0 us per step)
 
     def body(dh, inp):
         dy, first_t, h_prev_t, (r, z, n, hh_n) = inp
@@ -134,7 +119,7 @@ def _gru_bwd(unroll, res, cts):
         da_r = da_n * hh_n * r * (1.0 - r)         # wrt the r sigmoid argument
         da_z = dh * (h_prev_t - n) * z * (1.0 - z)
         dhh = jnp.concatenate([da_r, da_z, da_n * r], axis=-1)
-        dh_prev = dh * z + dhh @ w_h_t
+        dh_prev = dh * z + dhh @ w_h.T
         return jnp.where(first_t[:, None], 0.0, dh_prev), (dhh, da_n)
 
     dh0, (dhh, da_n) = _scan(body, dh_T, (dys, first, h_prev, gates), unroll=unroll, reverse=True)
