@@ -34,6 +34,10 @@ program reaches it. Recurrent PPO: R is the rate of the net's dense kernels (the
 input projection, the trunk and the heads, each on its own `[T * b, k]` input), and the
 recurrence's FLOPs are counted at that rate too, though a recurrent step is a chain of
 batch-`b` matrix-vector products that runs far below it: an upper bound, loose by design.
+A tighter one (GRU, LSTM) times the recurrence instead as a bare chain of its
+matrix-vector products (`matvec_chain_seconds`, forward and backward: 2 T sequential
+products per minibatch), the rest of the gradient's FLOPs at R; it still leaves no
+time for the gates, the loss or the optimizer.
 """
 from __future__ import annotations
 
@@ -89,11 +93,25 @@ def dense_flop_rate(batch: int, sizes: list[tuple[int, int]], repeats: int = 200
     return flops / _time_scan(step, (xs, ws), repeats)
 
 
-def _dense_kernels(params, recurrent=("w_h",)) -> list[tuple[int, int]]:
-    """`(fan_in, fan_out)` of every 2-D kernel in a parameter tree but the recurrent ones."""
+def matvec_chain_seconds(batch: int, size: tuple[int, int], steps: int = 128) -> float:
+    """Seconds per step of a bare chain `h <- tanh(h @ W)[:, :H]`, `h [batch, H]`,
+    `W [H, G * H]`: the sequential floor of one recurrent step's matrix-vector product."""
+    h_size, width = size
+    w = jax.random.normal(jax.random.key(0), size) / math.sqrt(h_size)
+
+    def chain(h):
+        body = lambda h, _: (jnp.tanh(h @ w)[:, :h_size], None)
+        return jax.lax.scan(body, h, None, length=steps)[0]
+
+    return _time_scan(chain, jnp.ones((batch, h_size)) * 0.1, 200) / steps
+
+
+def _kernels(params, *, recurrent: bool) -> list[tuple[int, int]]:
+    """Shapes of the 2-D kernels in a parameter tree: the dense layers' `(fan_in, fan_out)`,
+    or (`recurrent`) the GRU/LSTM recurrent kernels `w_h [H, G * H]`."""
     leaves = jax.tree_util.tree_leaves_with_path(params)
     return [tuple(x.shape) for path, x in leaves
-            if x.ndim == 2 and getattr(path[-1], "key", None) not in recurrent]
+            if x.ndim == 2 and (getattr(path[-1], "key", None) == "w_h") == recurrent]
 
 
 def _nudge(tree, by):
@@ -170,14 +188,24 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
     if config.core is None:   # the trunk's matmul chain (actor and critic alike)
         rate = dense_flop_rate(mb, _trunk_sizes(spec, config.hidden_sizes))
     else:   # every dense kernel at the minibatch's T * b rows; the recurrence counted as dense
-        rate = dense_flop_rate(config.num_steps * mb, _dense_kernels(params), chain=False)
+        rate = dense_flop_rate(config.num_steps * mb, _kernels(params, recurrent=False), chain=False)
     ceiling = per_update / (t["rollout"] + t["advantages"] + steps * flops_step / rate)
+    chain_ceiling = None
+    recurrent_kernels = _kernels(params, recurrent=True)
+    if recurrent_kernels:   # gru/lstm: the recurrence as a chain of batch-b matvecs, fwd + bwd
+        per_mb = 0.0
+        chain_flops = 0.0
+        for size in recurrent_kernels:
+            per_mb += 2 * config.num_steps * matvec_chain_seconds(mb, size, config.num_steps)
+            chain_flops += 2 * config.num_steps * 2.0 * mb * size[0] * size[1]
+        chain_ceiling = per_update / (t["rollout"] + t["advantages"] + steps * (
+            per_mb + max(flops_step - chain_flops, 0.0) / rate))
     return dict(
         title="PPO update" if config.core is None else f"recurrent PPO update ({config.core})",
         whole=t["update"], rest="rest (gathers, scan)",
         seconds=t, minibatch_steps=steps, flops_per_step=flops_step, flop_rate=rate,
         steps_per_s=per_update / t["update"], parts_ceiling_steps_per_s=per_update / parts,
-        ceiling_steps_per_s=ceiling,
+        ceiling_steps_per_s=ceiling, chain_ceiling_steps_per_s=chain_ceiling,
         rollout_steps_per_s=per_update / t["rollout"],
         shares={"rollout": t["rollout"] / t["update"],
                 "advantages": t["advantages"] / t["update"],
@@ -268,4 +296,9 @@ def report(parts: dict) -> str:
             f"dense rate here {parts['flop_rate'] / 1e9:.1f} GFLOP/s; compute ceiling (acting at "
             f"its measured time, learning at that rate): {parts['ceiling_steps_per_s']:,.0f} env "
             f"steps/s (runs at {parts['steps_per_s'] / parts['ceiling_steps_per_s']:.1%} of it)"]
+    if parts.get("chain_ceiling_steps_per_s"):
+        lines += [
+            f"with the recurrence at the speed of a bare matvec chain (forward and backward, "
+            f"the rest at the dense rate): {parts['chain_ceiling_steps_per_s']:,.0f} env steps/s "
+            f"(runs at {parts['steps_per_s'] / parts['chain_ceiling_steps_per_s']:.1%} of it)"]
     return "\n".join(lines)

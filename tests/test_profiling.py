@@ -23,16 +23,20 @@ def test_ppo_parts_feedforward_and_recurrent():
     rec = profiling.ppo_parts(ppo.Config(**small, core="gru", core_size=8), repeats=10)
     _check(rec, ["rollout", "advantages", "minibatch gradients", "optimizer"])
     assert rec["ceiling_steps_per_s"] > 0 and "compute ceiling" in profiling.report(rec)
+    assert rec["chain_ceiling_steps_per_s"] > 0 and "matvec chain" in profiling.report(rec)
+    assert ff["chain_ceiling_steps_per_s"] is None
 
 
 def test_dense_kernels_leave_out_the_recurrence():
     import jax
     config = ppo.Config(num_envs=4, num_steps=16, hidden_sizes=(16,), core="gru", core_size=8)
     params = jax.jit(ppo.loop(config).init)(jax.random.key(0)).train_state.params
-    kernels = profiling._dense_kernels(params)
+    kernels = profiling._kernels(params, recurrent=False)
     assert (16, 24) in kernels and (8, 24) not in kernels      # GRU input projection, not w_h
     assert (4, 16) in kernels                                   # CartPole's 4 inputs
+    assert set(profiling._kernels(params, recurrent=True)) == {(8, 24)}   # a GRU per trunk
     assert profiling.dense_flop_rate(32, kernels, 5, chain=False) > 0
+    assert profiling.matvec_chain_seconds(1, (8, 24), steps=4) > 0
 
 
 def test_dqn_parts():
