@@ -16,7 +16,10 @@ An update is `rollout + advantages + E * M * (gradient + optimizer)` (E epochs o
 minibatches). DQN (`dqn_parts`), one iteration after `learning_starts`: act
 `train_every` env steps ε-greedily, add them to replay, sample a batch, one gradient
 step, one optimizer step. The whole update (iteration), timed the same way, shows what
-the parts miss (minibatch gathers, the scans, ε, target copies, metrics): the "rest".
+the parts miss, the "rest": glue (minibatch gathers, the scans, ε, target copies,
+metrics) and the parts running slower in place than alone. For DQN it is nearly all the
+latter: removing its metrics and conds changes nothing beyond ±5%, while its learning
+step takes ~189 us in place and 143 us alone (benchmarks/peer_purejaxrl.md).
 
 **Ceilings.** The rollout-only ceiling is acting alone (env + policy forward, no
 learning). The parts ceiling is the update with no glue: the sum of its parts' times.
@@ -68,35 +71,35 @@ def _flops(fn, *args) -> float:
 def dense_flop_rate(batch: int, sizes: list[tuple[int, int]], repeats: int = 2000, *,
                     chain: bool = True) -> float:
     """FLOP/s of forward + backward matmuls `[batch, k] @ [k, n]` for each `(k, n)`:
-    as one chain of layers (`chain`: each output feeds the next), or each on its own
-    input (any shapes; the input's gradient is taken too)."""
+    as one chain of layers (`chain`: each output feeds the next; weight gradients), or
+    each on its own input (any shapes; weight and input gradients)."""
     keys = jax.random.split(jax.random.key(0), 2 * len(sizes))
     ws = [jax.random.normal(k, s) * 0.01 for k, s in zip(keys[:len(sizes)], sizes)]
-    xs = [jax.random.normal(k, (batch, s[0])) for k, s in zip(keys[len(sizes):], sizes)]
+    inputs = sizes[:1] if chain else sizes
+    xs = [jax.random.normal(k, (batch, s[0])) for k, s in zip(keys[len(sizes):], inputs)]
+
+    def loss(ws, xs):
+        if chain:
+            h = xs[0]
+            for w in ws:
+                h = jnp.tanh(h @ w)
+            return jnp.sum(h)
+        return sum(jnp.sum(jnp.tanh(x @ w)) for x, w in zip(xs, ws))
 
     def step(c):
-        xs, ws = c
-
-        def loss(xs, ws):
-            if chain:
-                h = xs[0]
-                for w in ws:
-                    h = jnp.tanh(h @ w)
-                return jnp.sum(h)
-            return sum(jnp.sum(jnp.tanh(x @ w)) for x, w in zip(xs, ws))
-
-        gx, gw = jax.grad(loss, argnums=(0, 1))(xs, ws)
-        return ([x - 1e-6 * g for x, g in zip(xs, gx)] if not chain else xs,
-                [w - 1e-6 * g for w, g in zip(ws, gw)])
+        sgd = lambda tree, g: jax.tree.map(lambda a, b: a - 1e-6 * b, tree, g)
+        if chain:
+            return sgd(c[0], jax.grad(loss)(*c)), c[1]
+        return tuple(map(sgd, c, jax.grad(loss, argnums=(0, 1))(*c)))
 
     flops = 3 * sum(2.0 * batch * k * n for k, n in sizes)   # forward, and two backward GEMMs
-    return flops / _time_scan(step, (xs, ws), repeats)
+    return flops / _time_scan(step, (ws, xs), repeats)
 
 
 def matvec_chain_seconds(batch: int, size: tuple[int, int], steps: int = 128) -> float:
     """Seconds per step of a bare chain `h <- tanh(h @ W)[:, :H]`, `h [batch, H]`,
     `W [H, G * H]`: the sequential floor of one recurrent step's matrix-vector product."""
-    h_size, width = size
+    h_size = size[0]
     w = jax.random.normal(jax.random.key(0), size) / math.sqrt(h_size)
 
     def chain(h):
@@ -191,15 +194,13 @@ def ppo_parts(config=None, repeats: int = 200) -> dict:
         rate = dense_flop_rate(config.num_steps * mb, _kernels(params, recurrent=False), chain=False)
     ceiling = per_update / (t["rollout"] + t["advantages"] + steps * flops_step / rate)
     chain_ceiling = None
-    recurrent_kernels = _kernels(params, recurrent=True)
-    if recurrent_kernels:   # gru/lstm: the recurrence as a chain of batch-b matvecs, fwd + bwd
-        per_mb = 0.0
-        chain_flops = 0.0
-        for size in recurrent_kernels:
-            per_mb += 2 * config.num_steps * matvec_chain_seconds(mb, size, config.num_steps)
-            chain_flops += 2 * config.num_steps * 2.0 * mb * size[0] * size[1]
+    recurrent = _kernels(params, recurrent=True)
+    if recurrent:   # gru/lstm: each kernel's T sequential batch-b matvecs, forward and backward
+        per_step = {size: matvec_chain_seconds(mb, size, config.num_steps) for size in set(recurrent)}
+        chain_s = 2 * config.num_steps * sum(per_step[size] for size in recurrent)
+        chain_flops = 2 * config.num_steps * sum(2.0 * mb * h * g for h, g in recurrent)
         chain_ceiling = per_update / (t["rollout"] + t["advantages"] + steps * (
-            per_mb + max(flops_step - chain_flops, 0.0) / rate))
+            chain_s + max(flops_step - chain_flops, 0.0) / rate))
     return dict(
         title="PPO update" if config.core is None else f"recurrent PPO update ({config.core})",
         whole=t["update"], rest="rest (gathers, scan)",
@@ -274,7 +275,7 @@ def dqn_parts(config=None, repeats: int = 500) -> dict:
         rollout_steps_per_s=per_iter / t["act"],
         shares={name: t[name] / t["iteration"] for name in
                 ("act", "replay add", "replay sample", "gradient", "optimizer")},
-        rest="rest (ε, target copy, metrics, scan)")
+        rest="rest (glue; slower in place)")
 
 
 def report(parts: dict) -> str:
