@@ -58,6 +58,7 @@ METRICS_CSV = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 WANDB_ID_FILE = "rljax_run_id"
+STEP_FILE = "rljax_last_step"   # in WANDB_DIR: the last env step of a cleanly closed run
 X_AXIS = "env_steps"
 
 
@@ -466,8 +467,9 @@ class WandbWriter(Writer):
         if resuming and self._run.summary.get(X_AXIS) is not None:
             self._last = max(self._last, float(self._run.summary[X_AXIS]))
         # wandb writes its files from a service process, after `finish()` returns: a run
-        # resumed at once may not see them yet, so the last step is also kept here.
-        self._step_file = folder / "rljax_last_step"
+        # resumed at once may not see them yet, so a clean close also keeps its last step
+        # here. Only a clean close: after a kill, what wandb's files hold is what counts.
+        self._step_file = folder / STEP_FILE
         if resuming and self._step_file.is_file():
             try:
                 self._last = max(self._last, float(self._step_file.read_text()))
@@ -489,14 +491,14 @@ class WandbWriter(Writer):
             if steps[j] <= self._last:
                 continue
             self._run.log({X_AXIS: float(steps[j]), "update": int(u), **scalars(rows, j)})
-            self._last = steps[j]
-        if len(rows.update):
-            _atomic_text(self._step_file, f"{self._last!r}\n")
+            self._last = float(steps[j])
 
     def close(self) -> None:
         if self._run is not None:
-            self._run.finish()
+            self._run.finish()                # every logged step is now wandb's to write
             self._run = None
+            if self._last > -math.inf:
+                _atomic_text(self._step_file, f"{self._last!r}\n")
 
 
 # --- registry and fan-out -------------------------------------------------------------

@@ -130,6 +130,8 @@ def test_wandb_offline_writer_round_trip_and_resume(tmp_path, monkeypatch):
     w.hparams({"algo": "a2c", "config": {"lr": 0.01}})
     w.write(_rows(m, 0, 5))
     w.close()
+    # the fallback for a resume that comes before wandb's service has written its files
+    assert float((tmp_path / "run" / tracking.WANDB_DIR / tracking.STEP_FILE).read_text()) == 320
     w = tracking.WandbWriter(tmp_path / "run")          # resumes the same run id
     assert w.last_step() == 320
     w.write(_rows(m, 0, 8))
@@ -241,6 +243,7 @@ def test_interrupted_and_resumed_run_has_every_step_exactly_once(run_dir, cache,
         _cut_tensorboard(cut / "tensorboard", 13 * 64)          # one update ahead, torn tail
         assert max(s for s, _ in tracking.read_tensorboard_scalars(cut / "tensorboard")["loss/mean"]) == 832
     if "wandb" in logs:
+        (cut / tracking.WANDB_DIR / tracking.STEP_FILE).unlink()   # written by a clean close only
         _cut_wandb(cut, 11 * 64)                                # one update behind, torn tail
         assert [r["env_steps"] for r in tracking.read_wandb_history(cut)] == STEPS[:11].tolist()
 
